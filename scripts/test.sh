@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs every test suite of the project, each in turn, and prints a closing summary.
+# Called by `make test` after it has installed what the suites need.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+logs=target/test-logs
+mkdir -p "$logs"
+py=.venv/bin/python
+
+passed=0
+failed=0
+declare -a rows=()
+
+# run_suite NAME COMMAND... : runs one suite, keeps its log, adds up its counts.
+run_suite() {
+  local name=$1; shift
+  local log="$logs/$name.log"
+  local start=$SECONDS
+  echo "==> $name: $*"
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local p f
+  read -r p f < <(count_results "$log")
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    f=1 # the suite failed without a per-test count (build error, crash): count it once
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  rows+=("$(printf '%-28s %5d passed %4d failed  exit %-3d %4ds' "$name" "$p" "$f" "$rc" $((SECONDS - start)))")
+}
+
+# count_results LOG: prints "PASSED FAILED" summed over cargo test, pytest and node --test lines.
+count_results() {
+  python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+p = f = 0
+for m in re.finditer(r"^test result: \w+\. (\d+) passed; (\d+) failed", text, re.M):
+    p += int(m.group(1)); f += int(m.group(2))
+for line in re.findall(r"^=+ (.*) in [\d.]+s", text, re.M):
+    for n, word in re.findall(r"(\d+) (passed|failed|error|errors)", line):
+        if word == "passed": p += int(n)
+        else: f += int(n)
+for m in re.finditer(r"^# pass (\d+)$", text, re.M):
+    p += int(m.group(1))
+for m in re.finditer(r"^# fail (\d+)$", text, re.M):
+    f += int(m.group(1))
+print(p, f)
+PY
+}
+
+run_suite rust cargo test --workspace --all-targets --no-fail-fast
+run_suite rust-doc cargo test --workspace --doc
+run_suite python-drivers "$py" -m pytest -q -p no:cacheprovider tests/drivers/python
+
+echo
+echo "==================== test summary ===================="
+for row in "${rows[@]}"; do echo "  $row"; done
+echo "======================================================"
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
