@@ -1,0 +1,568 @@
+//! Dispatch of one command on one connection: the handshake and authentication first, then
+//! the authentication gate, fail points, the primary/secondary rules of a replica set,
+//! transactions and retryable writes around the store, and cursors.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bson::{Bson, Document, doc};
+
+use super::cluster::{Cluster, lock};
+use super::cursors::{DEFAULT_FIRST_BATCH, next_batch};
+use super::failpoint::FailPoint;
+use super::handshake::{self, HelloRequest};
+use super::reply::{CommandReply, code_name, error};
+use super::sasl::{self, AuthState};
+use crate::store::{Outcome, Store};
+
+/// The state of one client connection that commands read and change.
+#[derive(Debug)]
+pub struct Connection {
+    /// The member it is connected to.
+    pub member: usize,
+    /// Its `connectionId`.
+    pub connection_id: i64,
+    /// Authentication.
+    pub auth: AuthState,
+    /// `client.application.name` from its first hello.
+    pub app_name: Option<String>,
+    handshake_seen: bool,
+}
+
+impl Connection {
+    /// A new, unauthenticated connection.
+    pub fn new(member: usize, connection_id: i64) -> Self {
+        Connection {
+            member,
+            connection_id,
+            auth: AuthState::default(),
+            app_name: None,
+            handshake_seen: false,
+        }
+    }
+}
+
+const RETRYABLE: &str = "RetryableWriteError";
+const TRANSIENT: &str = "TransientTransactionError";
+
+/// Runs one command. `command` is the whole body with kind-1 sequences merged in and `$db` set.
+pub async fn handle(
+    cluster: &Arc<Cluster>,
+    conn: &mut Connection,
+    command: Document,
+) -> CommandReply {
+    let Some(name) = command.keys().next().cloned() else {
+        return error(59, "CommandNotFound", "no such command: ''", &[]);
+    };
+    let member = &cluster.members[conn.member];
+    tracing::debug!(
+        member = member.key,
+        connection_id = conn.connection_id,
+        command = name,
+        "command"
+    );
+    member.count_command(&name);
+    if !cluster.settings.latency.is_zero() {
+        tokio::time::sleep(cluster.settings.latency).await;
+    }
+    let db = command.get_str("$db").unwrap_or("admin").to_owned();
+    let was_writable = cluster.is_writable(conn.member);
+
+    if name != "configureFailPoint" {
+        let fired = {
+            let mut fp = lock(&cluster.failpoint);
+            let fired = fp
+                .as_mut()
+                .and_then(|f| f.fire(&name, conn.app_name.as_deref()));
+            if matches!(fired, Some((_, true))) {
+                *fp = None;
+            }
+            fired.map(|(action, _)| action)
+        };
+        if let Some(action) = fired {
+            if let Some(block) = action.block {
+                tokio::time::sleep(block).await;
+            }
+            if action.close_connection {
+                return CommandReply::Close;
+            }
+            if let Some((code, labels)) = action.error {
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                return error(
+                    code,
+                    code_name(code),
+                    "Failing command via 'failCommand' failpoint",
+                    &labels,
+                );
+            }
+            let reply = dispatch(cluster, conn, &name, &db, command, was_writable).await;
+            return match (reply, action.write_concern_error) {
+                (CommandReply::Ok(mut body), Some(wce)) => {
+                    body.insert("writeConcernError", wce);
+                    if !action.labels.is_empty() {
+                        body.insert("errorLabels", action.labels);
+                    }
+                    CommandReply::Ok(body)
+                }
+                (reply, _) => reply,
+            };
+        }
+    }
+    dispatch(cluster, conn, &name, &db, command, was_writable).await
+}
+
+async fn dispatch(
+    cluster: &Arc<Cluster>,
+    conn: &mut Connection,
+    name: &str,
+    db: &str,
+    command: Document,
+    was_writable: bool,
+) -> CommandReply {
+    match name {
+        "hello" | "isMaster" | "ismaster" => {
+            if !conn.handshake_seen {
+                conn.handshake_seen = true;
+                conn.app_name = command
+                    .get_document("client")
+                    .and_then(|c| c.get_document("application"))
+                    .and_then(|a| a.get_str("name"))
+                    .ok()
+                    .map(str::to_owned);
+            }
+            let request = HelloRequest::parse(name, &command);
+            handshake::await_topology_change(cluster, conn.member, &request).await;
+            CommandReply::ok(handshake::reply(
+                cluster,
+                conn.member,
+                conn.connection_id,
+                &request,
+            ))
+        }
+        "saslStart" => sasl::start(cluster, &mut conn.auth, db, &command),
+        "saslContinue" => sasl::next(cluster, &mut conn.auth, &command).await,
+        "authenticate" => error(
+            334,
+            "MechanismUnavailable",
+            "Received authentication for mechanism MONGODB-X509 which is not enabled",
+            &[],
+        ),
+        "ping" => CommandReply::ok(Document::new()),
+        "buildInfo" | "buildinfo" => CommandReply::ok(build_info(cluster)),
+        // A server looks the command up before it checks authentication or the member state.
+        _ if !is_known(name) => error(
+            59,
+            "CommandNotFound",
+            &format!("no such command: '{name}'"),
+            &[],
+        ),
+        _ if conn.auth.user.is_none() => error(
+            13,
+            "Unauthorized",
+            &format!("Command {name} requires authentication"),
+            &[],
+        ),
+        _ => authenticated(cluster, conn, name, db, command, was_writable).await,
+    }
+}
+
+/// Commands answered outside the store, once the connection is authenticated.
+const SERVER_COMMANDS: &[&str] = &[
+    "configureFailPoint",
+    "replSetStepDown",
+    "serverStatus",
+    "connectionStatus",
+    "endSessions",
+    "killSessions",
+    "refreshSessions",
+    "getMore",
+    "killCursors",
+    "commitTransaction",
+    "abortTransaction",
+];
+
+/// Whether atlas-sim implements `name` (the handshake and authentication commands aside).
+fn is_known(name: &str) -> bool {
+    SERVER_COMMANDS.contains(&name) || Store::commands().contains(&name)
+}
+
+fn build_info(cluster: &Cluster) -> Document {
+    doc! {
+        "version": "8.0.4",
+        "gitVersion": "atlas-sim",
+        "versionArray": [8, 0, 4, 0],
+        "maxBsonObjectSize": mongo_pool_wire::MAX_BSON_OBJECT_SIZE as i32,
+        "bits": 64,
+        "modules": ["enterprise"],
+        "maxWireVersion": cluster.settings.max_wire_version,
+    }
+}
+
+async fn authenticated(
+    cluster: &Arc<Cluster>,
+    conn: &mut Connection,
+    name: &str,
+    db: &str,
+    command: Document,
+    was_writable: bool,
+) -> CommandReply {
+    let member = conn.member;
+    match name {
+        "configureFailPoint" => {
+            if db != "admin" {
+                return error(
+                    13,
+                    "Unauthorized",
+                    "configureFailPoint may only be run against the admin database.",
+                    &[],
+                );
+            }
+            match FailPoint::configure(&command) {
+                Ok(fp) => {
+                    *lock(&cluster.failpoint) = fp;
+                    CommandReply::ok(doc! { "count": 0 })
+                }
+                Err(e) => e.into(),
+            }
+        }
+        "replSetStepDown" => {
+            if cluster.sharded() || !cluster.is_writable(member) {
+                return error(
+                    10107,
+                    "NotWritablePrimary",
+                    "not primary so can't step down",
+                    &[],
+                );
+            }
+            cluster.step_down();
+            CommandReply::ok(Document::new())
+        }
+        "serverStatus" => CommandReply::ok(server_status(cluster, member)),
+        "connectionStatus" => {
+            let user = conn.auth.user.clone().unwrap_or_default();
+            CommandReply::ok(doc! {
+                "authInfo": {
+                    "authenticatedUsers": [{ "user": user, "db": "$external" }],
+                    "authenticatedUserRoles": [{ "role": "readWriteAnyDatabase", "db": "admin" }],
+                }
+            })
+        }
+        "endSessions" | "killSessions" | "refreshSessions" => CommandReply::ok(Document::new()),
+        "getMore" => get_more(cluster, member, db, &command),
+        "killCursors" => kill_cursors(cluster, member, db, &command),
+        "commitTransaction" | "abortTransaction" => {
+            finish_transaction(cluster, member, name, &command)
+        }
+        _ => data_command(cluster, member, name, db, command, was_writable),
+    }
+}
+
+fn server_status(cluster: &Cluster, member: usize) -> Document {
+    let m = &cluster.members[member];
+    let stats = lock(&cluster.auth_stats).clone();
+    doc! {
+        "host": m.host.clone(),
+        "version": "8.0.4",
+        "process": if cluster.sharded() { "mongos" } else { "mongod" },
+        "pid": i64::from(std::process::id()),
+        "uptime": cluster.uptime().as_secs_f64(),
+        "uptimeMillis": i64::try_from(cluster.uptime().as_millis()).unwrap_or(i64::MAX),
+        "localTime": bson::DateTime::now(),
+        "connections": {
+            "current": m.connections_current.load(std::sync::atomic::Ordering::Relaxed) as i64,
+            "available": 1000_i64,
+            "totalCreated": m.connections_total.load(std::sync::atomic::Ordering::Relaxed) as i64,
+        },
+        "security": { "authentication": { "mechanisms": { "MONGODB-AWS": { "authenticate": {
+            "received": stats.received as i64,
+            "successful": stats.successful as i64,
+        } } } } },
+    }
+}
+
+fn collection_ns(db: &str, command: &Document, field: &str) -> String {
+    format!("{db}.{}", command.get_str(field).unwrap_or(""))
+}
+
+fn get_more(cluster: &Cluster, member: usize, db: &str, command: &Document) -> CommandReply {
+    let id = match command.get("getMore") {
+        Some(Bson::Int64(v)) => *v,
+        Some(Bson::Int32(v)) => i64::from(*v),
+        _ => {
+            return error(
+                14,
+                "TypeMismatch",
+                "getMore must be a 64-bit cursor id",
+                &[],
+            );
+        }
+    };
+    let ns = collection_ns(db, command, "collection");
+    let size = positive(command.get("batchSize")).unwrap_or(0);
+    let mut cursors = lock(&cluster.members[member].cursors);
+    match cursors.get_more(id, &ns, size) {
+        None => error(
+            43,
+            "CursorNotFound",
+            &format!("cursor id {id} not found"),
+            &[],
+        ),
+        Some(Err(owner)) => error(
+            13,
+            "Unauthorized",
+            &format!(
+                "Requested getMore on namespace '{ns}', but cursor belongs to a different namespace {owner}"
+            ),
+            &[],
+        ),
+        Some(Ok((batch, next_id))) => CommandReply::ok(doc! {
+            "cursor": { "nextBatch": batch, "id": next_id, "ns": ns },
+        }),
+    }
+}
+
+fn kill_cursors(cluster: &Cluster, member: usize, db: &str, command: &Document) -> CommandReply {
+    let ids: Vec<i64> = match command.get_array("cursors") {
+        Ok(ids) => ids
+            .iter()
+            .filter_map(|id| match id {
+                Bson::Int64(v) => Some(*v),
+                Bson::Int32(v) => Some(i64::from(*v)),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => {
+            return error(
+                14,
+                "TypeMismatch",
+                "killCursors.cursors must be an array",
+                &[],
+            );
+        }
+    };
+    let _ = db;
+    let mut cursors = lock(&cluster.members[member].cursors);
+    let (killed, not_found): (Vec<i64>, Vec<i64>) =
+        ids.into_iter().partition(|id| cursors.kill(*id));
+    CommandReply::ok(doc! {
+        "cursorsKilled": killed,
+        "cursorsNotFound": not_found,
+        "cursorsAlive": [],
+        "cursorsUnknown": [],
+    })
+}
+
+fn positive(value: Option<&Bson>) -> Option<usize> {
+    match value? {
+        Bson::Int32(v) => usize::try_from(*v).ok(),
+        Bson::Int64(v) => usize::try_from(*v).ok(),
+        Bson::Double(v) if *v >= 0.0 => Some(*v as usize),
+        _ => None,
+    }
+}
+
+fn session_key(command: &Document) -> Option<Vec<u8>> {
+    command
+        .get_document("lsid")
+        .ok()
+        .and_then(|l| l.to_vec().ok())
+}
+
+fn txn_number(command: &Document) -> Option<i64> {
+    match command.get("txnNumber")? {
+        Bson::Int64(v) => Some(*v),
+        Bson::Int32(v) => Some(i64::from(*v)),
+        _ => None,
+    }
+}
+
+fn finish_transaction(
+    cluster: &Cluster,
+    member: usize,
+    name: &str,
+    command: &Document,
+) -> CommandReply {
+    if !cluster.is_writable(member) {
+        return error(10107, "NotWritablePrimary", "not primary", &[RETRYABLE]);
+    }
+    let (Some(key), Some(n)) = (session_key(command), txn_number(command)) else {
+        return error(
+            50768,
+            "InvalidOptions",
+            &format!("{name} requires lsid and txnNumber"),
+            &[],
+        );
+    };
+    let mut sessions = lock(&cluster.sessions);
+    if name == "abortTransaction" {
+        return if sessions.abort(&key, n) {
+            CommandReply::ok(Document::new())
+        } else {
+            error(
+                251,
+                "NoSuchTransaction",
+                &format!("Transaction with {{ txnNumber: {n} }} has been aborted."),
+                &[TRANSIENT],
+            )
+        };
+    }
+    if sessions.was_committed(&key, n) {
+        return CommandReply::ok(Document::new());
+    }
+    let Some(txn) = sessions.take_for_commit(&key, n) else {
+        return error(
+            251,
+            "NoSuchTransaction",
+            &format!("Transaction with {{ txnNumber: {n} }} has been aborted."),
+            &[TRANSIENT],
+        );
+    };
+    drop(sessions);
+    let mut store = lock(&cluster.store);
+    // Apply on a copy so a failing write leaves the store as it was.
+    let mut applied = store.clone();
+    for (db, write) in &txn.writes {
+        if let Err(e) = applied.execute(db, write) {
+            return error(
+                112,
+                "WriteConflict",
+                &format!("transaction could not be applied: {e}"),
+                &[TRANSIENT],
+            );
+        }
+    }
+    *store = applied;
+    CommandReply::ok(Document::new())
+}
+
+fn read_preference_allows_secondary(command: &Document) -> bool {
+    command
+        .get_document("$readPreference")
+        .and_then(|p| p.get_str("mode"))
+        .is_ok_and(|mode| mode != "primary")
+}
+
+fn data_command(
+    cluster: &Arc<Cluster>,
+    member: usize,
+    name: &str,
+    db: &str,
+    command: Document,
+    was_writable: bool,
+) -> CommandReply {
+    let is_write = Store::is_write(name);
+    let lsid = session_key(&command);
+    let txn = txn_number(&command);
+    let in_transaction = command.get_bool("autocommit").ok() == Some(false) && txn.is_some();
+    let retryable_write = is_write && !in_transaction && lsid.is_some() && txn.is_some();
+    let retry_label: &[&str] = if retryable_write { &[RETRYABLE] } else { &[] };
+
+    if !cluster.sharded() {
+        let writable = cluster.is_writable(member);
+        if (is_write || in_transaction) && was_writable && !writable {
+            return error(
+                11602,
+                "InterruptedDueToReplStateChange",
+                "operation was interrupted because of a replica set state change",
+                retry_label,
+            );
+        }
+        if (is_write || in_transaction) && !writable {
+            return error(10107, "NotWritablePrimary", "not primary", retry_label);
+        }
+        if !writable && !read_preference_allows_secondary(&command) {
+            return error(
+                13435,
+                "NotPrimaryNoSecondaryOk",
+                "not primary and secondaryOk=false",
+                &[],
+            );
+        }
+    }
+
+    if in_transaction {
+        let (Some(key), Some(n)) = (lsid, txn) else {
+            return error(
+                50768,
+                "InvalidOptions",
+                "transactions need lsid and txnNumber",
+                &[],
+            );
+        };
+        let mut sessions = lock(&cluster.sessions);
+        if command.get_bool("startTransaction").unwrap_or(false) {
+            let store = lock(&cluster.store);
+            sessions.start(key.clone(), n, &store);
+        }
+        let Some(transaction) = sessions.transaction(&key, n) else {
+            return error(
+                251,
+                "NoSuchTransaction",
+                &format!("Transaction with {{ txnNumber: {n} }} has been aborted."),
+                &[TRANSIENT],
+            );
+        };
+        let result = transaction.snapshot.execute(db, &command);
+        if is_write && result.is_ok() {
+            transaction.writes.push((db.to_owned(), command.clone()));
+        }
+        drop(sessions);
+        return shape(cluster, member, &command, result);
+    }
+
+    if retryable_write && let (Some(key), Some(n)) = (lsid, txn) {
+        // Look up, apply and remember under one lock: two concurrent retries of the same
+        // write (lock order: sessions, then store) cannot both apply it.
+        let mut sessions = lock(&cluster.sessions);
+        if let Some(stored) = sessions.retry_result(&key, n) {
+            return CommandReply::ok(stored);
+        }
+        let result = lock(&cluster.store).execute(db, &command);
+        let reply = shape(cluster, member, &command, result);
+        if let CommandReply::Ok(body) = &reply {
+            sessions.remember(key, n, body.clone());
+        }
+        return reply;
+    }
+    let result = lock(&cluster.store).execute(db, &command);
+    shape(cluster, member, &command, result)
+}
+
+fn shape(
+    cluster: &Cluster,
+    member: usize,
+    command: &Document,
+    result: Result<Outcome, crate::store::CommandError>,
+) -> CommandReply {
+    match result {
+        Err(e) => e.into(),
+        Ok(Outcome::Reply(body)) => CommandReply::ok(body),
+        Ok(Outcome::Cursor { ns, documents }) => {
+            let find = command.contains_key("find");
+            let batch_size = if find {
+                positive(command.get("batchSize"))
+            } else {
+                command
+                    .get_document("cursor")
+                    .ok()
+                    .and_then(|c| positive(c.get("batchSize")))
+            };
+            let single_batch = find
+                && (command.get_bool("singleBatch").unwrap_or(false)
+                    || matches!(command.get("limit"), Some(Bson::Int32(v)) if *v < 0)
+                    || matches!(command.get("limit"), Some(Bson::Int64(v)) if *v < 0));
+            let mut remaining: VecDeque<Document> = documents.into();
+            let first = match batch_size {
+                Some(0) => Vec::new(),
+                Some(n) => next_batch(&mut remaining, n),
+                None => next_batch(&mut remaining, DEFAULT_FIRST_BATCH),
+            };
+            let id = if remaining.is_empty() || single_batch {
+                0
+            } else {
+                lock(&cluster.members[member].cursors).open(ns.clone(), remaining)
+            };
+            CommandReply::ok(doc! { "cursor": { "firstBatch": first, "id": id, "ns": ns } })
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! mongo-pool-testkit: the local test rig. `atlas-sim` stands in for an Atlas cluster with
+//! MONGODB-AWS authentication; helpers here start real processes for integration tests.
+//! Never a dependency of the product.
+#![forbid(unsafe_code)]
+
+pub mod atlas;
+pub mod aws_auth;
+pub mod certs;
+pub mod dns;
+pub mod moto;
+pub mod process;
+pub mod store;

@@ -1,0 +1,165 @@
+//! Real processes for integration tests: start `atlas-sim` with chosen options, read its start
+//! line, talk to its control API, and stop it when the handle drops (even when a test panics).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::atlas::StartLine;
+pub use nix::sys::signal::Signal;
+
+/// Sends `signal` to a child process.
+///
+/// # Errors
+/// When the child has exited or cannot be signalled.
+pub fn signal_child(child: &Child, signal: Signal) -> anyhow::Result<()> {
+    let pid = child.id().context("the process has exited")?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+    nix::sys::signal::kill(pid, signal).with_context(|| format!("sending {signal} to {pid}"))?;
+    Ok(())
+}
+
+/// Where cargo puts the workspace's binaries for this build profile.
+pub fn target_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MONGO_POOL_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // Integration-test executables live in target/<profile>/deps/.
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// The path of a workspace binary (`atlas-sim`, `mongo-pool`, ...), built by `cargo build`.
+///
+/// # Errors
+/// When the binary has not been built.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = target_bin_dir().join(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: run `cargo build --workspace --bins` (make test does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A running atlas-sim.
+#[derive(Debug)]
+pub struct AtlasSim {
+    child: Child,
+    /// What it printed when it came up.
+    pub start: StartLine,
+    http: reqwest::Client,
+    _state_dir: Option<tempfile::TempDir>,
+}
+
+impl AtlasSim {
+    /// Starts atlas-sim with `args` (a state dir is added unless given) and waits for its start
+    /// line (at most 30 s).
+    ///
+    /// # Errors
+    /// When the binary is missing, exits early, or prints something other than the start line.
+    pub async fn start<I, S>(args: I) -> anyhow::Result<AtlasSim>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let args: Vec<std::ffi::OsString> =
+            args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let mut command = Command::new(binary("atlas-sim")?);
+        let state_dir = if args.iter().any(|a| a == "--state-dir") {
+            None
+        } else {
+            let dir = tempfile::Builder::new()
+                .prefix("atlas-sim-test")
+                .tempdir()?;
+            command.arg("--state-dir").arg(dir.path());
+            Some(dir)
+        };
+        command
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = command.spawn().context("starting atlas-sim")?;
+        let stdout = child.stdout.take().context("atlas-sim stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("atlas-sim did not print its start line within 30 s")??;
+        let Some(line) = line else {
+            let status = child.wait().await?;
+            bail!("atlas-sim exited ({status}) before printing its start line");
+        };
+        let start: StartLine =
+            serde_json::from_str(&line).with_context(|| format!("atlas-sim start line: {line}"))?;
+        Ok(AtlasSim {
+            child,
+            start,
+            http: reqwest::Client::new(),
+            _state_dir: state_dir,
+        })
+    }
+
+    /// `GET /status`.
+    ///
+    /// # Errors
+    /// When the control API does not answer with JSON.
+    pub async fn status(&self) -> anyhow::Result<Value> {
+        let url = format!("{}/status", self.start.control);
+        Ok(self
+            .http
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// `POST path` with an optional JSON body, e.g. `post("/blackhole?ms=500", None)`.
+    ///
+    /// # Errors
+    /// When the control API refuses or does not answer.
+    pub async fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.start.control);
+        let mut request = self.http.post(url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Ok(request.send().await?.error_for_status()?.json().await?)
+    }
+
+    /// Sends `signal` to the process (e.g. SIGSTOP/SIGCONT to freeze and thaw it).
+    ///
+    /// # Errors
+    /// When the process is gone or cannot be signalled.
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        signal_child(&self.child, signal)
+    }
+
+    /// Stops it with SIGTERM and waits (at most 10 s, then SIGKILL).
+    ///
+    /// # Errors
+    /// When it cannot be signalled or waited for.
+    pub async fn stop(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let _ = self.signal(Signal::SIGTERM);
+        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                self.child.kill().await?;
+                Ok(self.child.wait().await?)
+            }
+        }
+    }
+}
