@@ -1,0 +1,217 @@
+use std::collections::HashMap;
+
+use super::*;
+
+const ATLAS: &str = "mongodb+srv://cluster0.abcde.mongodb.net/?retryWrites=true&w=majority\
+                     &appName=Cluster0&authSource=%24external&authMechanism=MONGODB-AWS";
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let vars = env(pairs);
+    let names: Vec<String> = vars.keys().cloned().collect();
+    Config::from_lookup_and_names(|k| vars.get(k).cloned(), names)
+}
+
+fn load_ok(pairs: &[(&str, &str)]) -> Config {
+    match load(pairs) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got: {e}"),
+    }
+}
+
+fn load_err(pairs: &[(&str, &str)]) -> ConfigError {
+    match load(pairs) {
+        Ok(c) => panic!("expected an error, got {c:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn defaults_apply_outside_lambda() {
+    let c = load_ok(&[(ENV_URI, ATLAS)]);
+    assert_eq!(c.socket_path, PathBuf::from("/tmp/mongo-pool.sock"));
+    assert_eq!(c.socket_mode.bits(), 0o600);
+    assert_eq!(c.run_mode, RunMode::Sidecar);
+    assert_eq!(c.log_filter, "info");
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.dns_server, None);
+    assert_eq!(c.max_clients, 512);
+    assert_eq!(c.prewarm, Prewarm::Off);
+    assert!(!c.init_fail_fast);
+    assert_eq!(c.faas, FaasEnv::default());
+}
+
+#[test]
+fn lambda_is_detected_from_runtime_api_and_defaults_to_json_logs() {
+    let c = load_ok(&[
+        (ENV_URI, ATLAS),
+        (ENV_LAMBDA_RUNTIME_API, "127.0.0.1:9001"),
+        (ENV_EXECUTION_ENV, "AWS_Lambda_python3.12"),
+        (ENV_FUNCTION_MEMORY_SIZE, "1024"),
+        (ENV_REGION, "eu-west-1"),
+    ]);
+    assert_eq!(
+        c.run_mode,
+        RunMode::Lambda {
+            runtime_api: "127.0.0.1:9001".into()
+        }
+    );
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.faas.memory_mb, Some(1024));
+    assert_eq!(c.faas.region.as_deref(), Some("eu-west-1"));
+    assert!(c.faas.is_lambda(&c.run_mode));
+}
+
+#[test]
+fn sidecar_mode_wins_over_runtime_api_and_log_format_can_be_forced() {
+    let c = load_ok(&[
+        (ENV_URI, ATLAS),
+        (ENV_LAMBDA_RUNTIME_API, "127.0.0.1:9001"),
+        (ENV_MODE, "sidecar"),
+        (ENV_LOG_FORMAT, "json"),
+    ]);
+    assert_eq!(c.run_mode, RunMode::Sidecar);
+    assert_eq!(c.log_format, LogFormat::Json);
+}
+
+#[test]
+fn lambda_mode_without_runtime_api_is_an_error() {
+    let e = load_err(&[(ENV_URI, ATLAS), (ENV_MODE, "lambda")]);
+    assert!(e.to_string().contains(ENV_LAMBDA_RUNTIME_API), "{e}");
+}
+
+#[test]
+fn every_setting_is_read() {
+    let c = load_ok(&[
+        (ENV_URI, "mongodb://localhost:27018/?tls=true"),
+        (ENV_SOCKET, "/run/mp.sock"),
+        (ENV_LOG, "mongo_pool=debug,warn"),
+        (ENV_LOG_FORMAT, "TEXT"),
+        (ENV_DNS_SERVER, "127.0.0.1:5353"),
+        (ENV_SOCKET_MODE, "0660"),
+        (ENV_MAX_CLIENTS, "64"),
+        (ENV_PREWARM, "invoke"),
+        (ENV_INIT_FAIL_FAST, "true"),
+    ]);
+    assert_eq!(c.socket_path, PathBuf::from("/run/mp.sock"));
+    assert_eq!(c.log_filter, "mongo_pool=debug,warn");
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.dns_server, Some("127.0.0.1:5353".parse().unwrap()));
+    assert_eq!(c.socket_mode.bits(), 0o660);
+    assert_eq!(c.socket_mode.to_string(), "0660");
+    assert_eq!(c.max_clients, 64);
+    assert_eq!(c.prewarm, Prewarm::Invoke);
+    assert!(c.init_fail_fast);
+}
+
+#[test]
+fn missing_uri_says_what_to_set() {
+    let e = load_err(&[]);
+    assert!(matches!(e, ConfigError::Missing { var: ENV_URI, .. }));
+    assert!(e.to_string().contains("mongodb+srv://"), "{e}");
+}
+
+#[test]
+fn unknown_prefixed_variable_is_rejected_naming_the_known_ones() {
+    let e = load_err(&[(ENV_URI, ATLAS), ("MONGO_POOL_SOCKETS", "/tmp/x.sock")]);
+    let msg = e.to_string();
+    assert!(msg.contains("MONGO_POOL_SOCKETS"), "{msg}");
+    assert!(
+        msg.contains(ENV_SOCKET_MODE) && msg.contains(ENV_PREWARM),
+        "{msg}"
+    );
+}
+
+#[test]
+fn other_variables_are_ignored() {
+    load_ok(&[(ENV_URI, ATLAS), ("PATH", "/usr/bin"), ("MONGO_URI", "x")]);
+}
+
+#[test]
+fn from_lookup_does_not_check_unknown_names() {
+    let vars = env(&[(ENV_URI, ATLAS)]);
+    let c = Config::from_lookup(|k| vars.get(k).cloned());
+    assert!(c.is_ok());
+}
+
+#[test]
+fn invalid_values_name_the_variable() {
+    let cases: &[(&str, &str)] = &[
+        (ENV_MODE, "daemon"),
+        (ENV_LOG_FORMAT, "yaml"),
+        (ENV_DNS_SERVER, "10.0.0.2"),
+        (ENV_DNS_SERVER, "dns.local:53"),
+        (ENV_SOCKET_MODE, "0600x"),
+        (ENV_SOCKET_MODE, "4600"),
+        (ENV_SOCKET_MODE, "1777"),
+        (ENV_SOCKET_MODE, "0400"),
+        (ENV_SOCKET_MODE, "800"),
+        (ENV_SOCKET_MODE, "07777"),
+        (ENV_MAX_CLIENTS, "0"),
+        (ENV_MAX_CLIENTS, "-1"),
+        (ENV_MAX_CLIENTS, "lots"),
+        (ENV_MAX_CLIENTS, "1000000"),
+        (ENV_PREWARM, "always"),
+        (ENV_INIT_FAIL_FAST, "yes"),
+        (ENV_SOCKET, "relative.sock"),
+        (ENV_LOG, "mongo_pool=loud"),
+        (ENV_FUNCTION_MEMORY_SIZE, "big"),
+        (ENV_SOCKET, ""),
+    ];
+    for (var, value) in cases {
+        let e = load_err(&[(ENV_URI, ATLAS), (var, value)]);
+        assert!(e.to_string().contains(var), "{var}={value}: {e}");
+    }
+}
+
+#[test]
+fn socket_mode_accepts_common_spellings() {
+    for (value, bits) in [
+        ("600", 0o600),
+        ("0600", 0o600),
+        ("0o660", 0o660),
+        ("0777", 0o777),
+    ] {
+        let c = load_ok(&[(ENV_URI, ATLAS), (ENV_SOCKET_MODE, value)]);
+        assert_eq!(c.socket_mode.bits(), bits, "{value}");
+    }
+}
+
+#[test]
+fn uri_errors_are_reported_under_the_uri_variable() {
+    let e = load_err(&[(ENV_URI, "postgres://x")]);
+    assert!(matches!(e, ConfigError::Uri(UriError::BadScheme)));
+    assert!(e.to_string().starts_with(ENV_URI), "{e}");
+}
+
+#[test]
+fn ipv6_dns_server_is_accepted() {
+    let c = load_ok(&[(ENV_URI, ATLAS), (ENV_DNS_SERVER, "[::1]:53")]);
+    assert_eq!(c.dns_server, Some("[::1]:53".parse().unwrap()));
+}
+
+#[test]
+fn display_and_debug_never_show_the_uri_credentials_or_query() {
+    let c = load_ok(&[(ENV_URI, ATLAS), (ENV_LAMBDA_RUNTIME_API, "127.0.0.1:9001")]);
+    for text in [c.to_string(), format!("{c:?}")] {
+        assert!(text.contains("cluster0.abcde.mongodb.net"), "{text}");
+        assert!(!text.contains("retryWrites=true"), "{text}");
+        assert!(!text.contains("authMechanism="), "{text}");
+    }
+    // A URI with a secret never becomes a Config, and the error does not quote it.
+    let e = load_err(&[(
+        ENV_URI,
+        "mongodb+srv://AKIAEXAMPLE:s3cr3t%2Fkey@cluster0.abcde.mongodb.net/",
+    )]);
+    let text = format!("{e} {e:?}");
+    assert!(
+        !text.contains("s3cr3t") && !text.contains("AKIAEXAMPLE"),
+        "{text}"
+    );
+}

@@ -1,0 +1,200 @@
+//! The `mongo-pool` binary: see `mongo-pool --help`.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use mongo_pool::config::Config;
+use mongo_pool::metrics::Metrics;
+use mongo_pool::upstream::connect::Connector;
+
+/// mongo-pool: a warm, IAM-authenticated (MONGODB-AWS) connection pool to MongoDB Atlas for AWS
+/// Lambda, served to the function over a Unix socket.
+///
+/// Configuration comes from the environment: MONGO_POOL_URI (the Atlas connection string,
+/// required) and the other MONGO_POOL_* variables listed in the README; AWS credentials come
+/// from the standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, web
+/// identity, the ECS container endpoint, EC2 IMDSv2).
+///
+/// Without a command it serves: as a Lambda extension when AWS_LAMBDA_RUNTIME_API is set (or
+/// MONGO_POOL_MODE=lambda), else as a sidecar daemon until SIGTERM.
+#[derive(Debug, Parser)]
+#[command(name = "mongo-pool", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the socket (the default).
+    Serve,
+    /// Check a running mongo-pool through its socket (MONGO_POOL_SOCKET): send `ping` through
+    /// it to Atlas and exit 0 if it answers ok, 1 otherwise. For container health checks.
+    Health,
+    /// Check the configuration and the path to Atlas step by step (DNS, TCP, TLS, hello,
+    /// MONGODB-AWS, primary, ping, connectionStatus), printing each step with its time.
+    /// Exits 0 only if every step worked.
+    Check,
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn health() -> ExitCode {
+    let path = std::env::var(mongo_pool::config::ENV_SOCKET)
+        .unwrap_or_else(|_| mongo_pool::config::DEFAULT_SOCKET.to_owned());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mongo-pool health: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(mongo_pool::health::ping(
+        std::path::Path::new(&path),
+        std::time::Duration::from_secs(10),
+    )) {
+        Ok(()) => {
+            println!("mongo-pool at {path}: ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("mongo-pool at {path}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    use mongo_pool::config::RunMode;
+    if let RunMode::Lambda { .. } = config.run_mode {
+        eprintln!(
+            "mongo-pool: the Lambda lifecycle is not part of this build yet; run with MONGO_POOL_MODE=sidecar"
+        );
+        return ExitCode::FAILURE;
+    }
+    let socket = match mongo_pool::serve::bind(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("mongo-pool: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let running = match mongo_pool::serve::start(&config, socket, env_lookup).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("mongo-pool: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    wait_for_termination().await;
+    let summary = running.shutdown().await;
+    tracing::info!(
+        requests = summary.requests,
+        authentications = summary.upstream.auth_succeeded,
+        upstream_connections_created = summary.upstream.connections_created,
+        checkout_waits = summary.upstream.checkout_waits,
+        sessions_ended = summary.sessions_ended,
+        "mongo-pool stopped"
+    );
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+fn init_logging(config: Option<&Config>) {
+    use tracing_subscriber::EnvFilter;
+    // `check` prints its own report on stdout, causes included; logs go to stderr only when
+    // MONGO_POOL_LOG asks for them.
+    let filter = config
+        .and_then(|c| {
+            std::env::var(mongo_pool::config::ENV_LOG)
+                .ok()
+                .map(|_| c.log_filter.clone())
+        })
+        .unwrap_or_else(|| "off".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Health) {
+        return health();
+    }
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    let config = match Config::from_lookup_and_names(env_lookup, names) {
+        Ok(config) => config,
+        Err(e) => {
+            init_logging(None);
+            eprintln!("mongo-pool: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // `check` prints its own report on stdout, causes included; its logs go to stderr only when
+    // MONGO_POOL_LOG asks for them.
+    if !matches!(command, Command::Check) || std::env::var(mongo_pool::config::ENV_LOG).is_ok() {
+        init_logging(Some(&config));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mongo-pool: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match command {
+        Command::Health => health(),
+        Command::Serve => runtime.block_on(serve(config)),
+        Command::Check => runtime.block_on(async {
+            let connector = match Connector::new(&config, env_lookup, Arc::new(Metrics::default()))
+            {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    println!("  config            FAILED  {e}\ncheck failed at step config");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut stdout = std::io::stdout();
+            match mongo_pool::check::run(&config, connector, &mut stdout).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("mongo-pool: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+    }
+}

@@ -1,0 +1,468 @@
+//! Where a forwarded request goes. Most requests go to a member picked by read preference
+//! (primary when absent); a `getMore`/`killCursors` goes to the member that opened the cursor,
+//! and every command of a transaction to the member that started it. Both maps are bounded and
+//! expire (cursors after the server's 10-minute idle timeout, transactions after
+//! `transactionLifetimeLimitSeconds`), and so is the registry of logical sessions that SHUTDOWN
+//! ends with `endSessions`.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bson::{RawDocument, RawDocumentBuf};
+use mongo_pool_wire::WireError;
+use mongo_pool_wire::inspect::{Command, CommandKind, ReadPreferenceMode, Reply};
+
+use crate::config::HostPort;
+
+/// How long an idle cursor stays pinned (the server's `cursorTimeoutMillis`).
+pub const CURSOR_TTL: Duration = Duration::from_secs(600);
+/// How long a transaction stays pinned without a command (`transactionLifetimeLimitSeconds`).
+pub const TRANSACTION_TTL: Duration = Duration::from_secs(60);
+/// How long a session is remembered for `endSessions` (`logicalSessionTimeoutMinutes`).
+pub const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
+/// The most cursors pinned at once; beyond it the oldest pin is dropped.
+pub const MAX_CURSORS: usize = 100_000;
+/// The most transactions pinned at once.
+pub const MAX_TRANSACTIONS: usize = 10_000;
+/// The most sessions remembered (one `endSessions` command's worth).
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// What routing needs to know about a request, taken out of its body so the frame itself can
+/// be moved into the upstream round trip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The command name.
+    pub name: String,
+    /// What the name says about routing.
+    pub kind: CommandKind,
+    /// `getMore`'s cursor id.
+    pub get_more_cursor_id: Option<i64>,
+    /// `killCursors`' cursor ids.
+    pub kill_cursor_ids: Vec<i64>,
+    /// The logical session.
+    pub lsid: Option<RawDocumentBuf>,
+    /// `txnNumber`.
+    pub txn_number: Option<i64>,
+    /// `startTransaction: true`.
+    pub start_transaction: bool,
+    /// Part of a multi-statement transaction (or its commit/abort).
+    pub in_transaction: bool,
+    /// `$readPreference.mode`.
+    pub read_preference: Option<ReadPreferenceMode>,
+    /// `maxTimeMS`.
+    pub max_time_ms: Option<i64>,
+}
+
+impl Request {
+    /// Reads what routing needs from a command.
+    ///
+    /// # Errors
+    /// [`WireError::FieldType`] for a malformed `$readPreference` or cursor list.
+    pub fn from_command(command: &Command<'_>) -> Result<Request, WireError> {
+        let kill_cursor_ids = if command.kind == CommandKind::KillCursors {
+            command.kill_cursor_ids()?
+        } else {
+            Vec::new()
+        };
+        Ok(Request {
+            name: command.name.to_owned(),
+            kind: command.kind,
+            get_more_cursor_id: command.get_more_cursor_id,
+            kill_cursor_ids,
+            lsid: command.lsid.map(ToOwned::to_owned),
+            txn_number: command.txn_number,
+            start_transaction: command.start_transaction,
+            in_transaction: command.in_transaction()
+                || matches!(
+                    command.kind,
+                    CommandKind::CommitTransaction | CommandKind::AbortTransaction
+                ),
+            read_preference: command.read_preference_mode()?,
+            max_time_ms: command.max_time_ms,
+        })
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// To this member (a cursor's or a transaction's).
+    Pinned(HostPort),
+    /// To a member picked for this read preference.
+    Select(ReadPreferenceMode),
+    /// Nowhere: the cursor is unknown (answer CursorNotFound).
+    UnknownCursor(i64),
+}
+
+/// A bounded map whose entries expire; the oldest insertion goes first when it is full.
+#[derive(Debug)]
+struct ExpiringMap<K, V> {
+    entries: HashMap<K, (V, Instant)>,
+    order: VecDeque<K>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
+    fn new(ttl: Duration, capacity: usize) -> Self {
+        ExpiringMap {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            ttl,
+            capacity,
+        }
+    }
+
+    fn insert(&mut self, key: K, value: V, now: Instant) {
+        if self
+            .entries
+            .insert(key.clone(), (value, now + self.ttl))
+            .is_none()
+        {
+            self.order.push_back(key);
+        }
+        while self.entries.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.entries.remove(&old);
+                }
+                None => break,
+            }
+        }
+        // Keep the order queue from growing with keys already removed.
+        if self.order.len() > 2 * self.capacity.max(16) {
+            let entries = &self.entries;
+            self.order.retain(|k| entries.contains_key(k));
+        }
+    }
+
+    /// The value, refreshing its expiry; expired entries are dropped.
+    fn touch<Q>(&mut self, key: &Q, now: Instant) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let expired = self.entries.get(key).is_some_and(|(_, at)| *at <= now);
+        if expired {
+            self.entries.remove(key);
+            return None;
+        }
+        let ttl = self.ttl;
+        self.entries.get_mut(key).map(|(v, at)| {
+            *at = now + ttl;
+            &*v
+        })
+    }
+
+    fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.entries.remove(key).map(|(v, _)| v)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn live(&self, now: Instant) -> impl Iterator<Item = (&K, &V)> {
+        self.entries
+            .iter()
+            .filter(move |(_, (_, at))| *at > now)
+            .map(|(k, (v, _))| (k, v))
+    }
+}
+
+#[derive(Debug)]
+struct TransactionPin {
+    txn_number: i64,
+    address: HostPort,
+}
+
+/// The routing state shared by every downstream connection.
+#[derive(Debug)]
+pub struct Router {
+    cursors: Mutex<ExpiringMap<i64, HostPort>>,
+    transactions: Mutex<ExpiringMap<Box<[u8]>, TransactionPin>>,
+    sessions: Mutex<ExpiringMap<Box<[u8]>, ()>>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router {
+            cursors: Mutex::new(ExpiringMap::new(CURSOR_TTL, MAX_CURSORS)),
+            transactions: Mutex::new(ExpiringMap::new(TRANSACTION_TTL, MAX_TRANSACTIONS)),
+            sessions: Mutex::new(ExpiringMap::new(SESSION_TTL, MAX_SESSIONS)),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Router {
+    /// Where `request` goes.
+    pub fn target(&self, request: &Request) -> Target {
+        let now = Instant::now();
+        match request.kind {
+            CommandKind::GetMore => {
+                let id = request.get_more_cursor_id.unwrap_or(0);
+                return match lock(&self.cursors).touch(&id, now) {
+                    Some(address) => Target::Pinned(address.clone()),
+                    None => Target::UnknownCursor(id),
+                };
+            }
+            CommandKind::KillCursors => {
+                let cursors = &mut lock(&self.cursors);
+                if let Some(address) = request
+                    .kill_cursor_ids
+                    .iter()
+                    .find_map(|id| cursors.touch(id, now).cloned())
+                {
+                    return Target::Pinned(address);
+                }
+            }
+            _ => {}
+        }
+        if request.in_transaction {
+            if let (Some(lsid), Some(txn), false) =
+                (&request.lsid, request.txn_number, request.start_transaction)
+                && let Some(pin) = lock(&self.transactions).touch(lsid.as_bytes(), now)
+                && pin.txn_number == txn
+            {
+                return Target::Pinned(pin.address.clone());
+            }
+            // Transactions run on the primary (or any mongos).
+            return Target::Select(ReadPreferenceMode::Primary);
+        }
+        Target::Select(
+            request
+                .read_preference
+                .unwrap_or(ReadPreferenceMode::Primary),
+        )
+    }
+
+    /// Learns from a reply of `address` to `request`: cursors opened, exhausted or killed;
+    /// transactions started or finished.
+    pub fn learn(&self, request: &Request, reply: &Reply<'_>, address: &HostPort) {
+        let now = Instant::now();
+        match request.kind {
+            CommandKind::KillCursors => {
+                let mut cursors = lock(&self.cursors);
+                for id in &request.kill_cursor_ids {
+                    cursors.remove(id);
+                }
+            }
+            CommandKind::GetMore => {
+                if (reply.cursor_id == Some(0) || reply.code == Some(43))
+                    && let Some(id) = request.get_more_cursor_id
+                {
+                    lock(&self.cursors).remove(&id);
+                }
+            }
+            _ => {
+                if let Some(id) = reply.cursor_id.filter(|id| *id != 0) {
+                    lock(&self.cursors).insert(id, address.clone(), now);
+                }
+            }
+        }
+        let (Some(lsid), Some(txn)) = (&request.lsid, request.txn_number) else {
+            return;
+        };
+        match request.kind {
+            CommandKind::CommitTransaction | CommandKind::AbortTransaction => {
+                let mut transactions = lock(&self.transactions);
+                if transactions
+                    .touch(lsid.as_bytes(), now)
+                    .is_some_and(|p| p.txn_number == txn)
+                {
+                    transactions.remove(lsid.as_bytes());
+                }
+            }
+            _ if request.start_transaction && reply.ok => {
+                let pin = TransactionPin {
+                    txn_number: txn,
+                    address: address.clone(),
+                };
+                lock(&self.transactions).insert(lsid.as_bytes().into(), pin, now);
+            }
+            _ if request.in_transaction && reply.code == Some(251) => {
+                lock(&self.transactions).remove(lsid.as_bytes());
+            }
+            _ => {}
+        }
+    }
+
+    /// Remembers a session id so SHUTDOWN can end it.
+    pub fn saw_session(&self, lsid: &RawDocument) {
+        let now = Instant::now();
+        let mut sessions = lock(&self.sessions);
+        if sessions.touch(lsid.as_bytes(), now).is_none() {
+            sessions.insert(lsid.as_bytes().into(), (), now);
+        }
+    }
+
+    /// Forgets sessions the driver ended itself (`endSessions` from the function).
+    pub fn ended_sessions(&self, ids: impl Iterator<Item = RawDocumentBuf>) {
+        let mut sessions = lock(&self.sessions);
+        for id in ids {
+            sessions.remove(id.as_bytes());
+        }
+    }
+
+    /// The sessions seen and not yet ended or expired.
+    pub fn live_sessions(&self) -> Vec<RawDocumentBuf> {
+        let now = Instant::now();
+        lock(&self.sessions)
+            .live(now)
+            .filter_map(|(k, ())| RawDocumentBuf::from_bytes(k.to_vec()).ok())
+            .collect()
+    }
+
+    /// (cursors, transactions, sessions) tracked now.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        (
+            lock(&self.cursors).len(),
+            lock(&self.transactions).len(),
+            lock(&self.sessions).len(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{Binary, rawdoc, spec::BinarySubtype};
+
+    fn req(body: &RawDocument) -> Request {
+        Request::from_command(&Command::inspect(body).unwrap()).unwrap()
+    }
+
+    fn host(port: u16) -> HostPort {
+        HostPort {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    fn lsid(n: u8) -> RawDocumentBuf {
+        rawdoc! { "id": Binary { subtype: BinarySubtype::Uuid, bytes: vec![n; 16] } }
+    }
+
+    fn reply_with_cursor(id: i64) -> RawDocumentBuf {
+        rawdoc! { "cursor": { "id": id, "ns": "db.c", "firstBatch": [] }, "ok": 1.0 }
+    }
+
+    #[test]
+    fn reads_go_by_read_preference_and_default_to_primary() {
+        let router = Router::default();
+        let find = rawdoc! { "find": "c", "$db": "db" };
+        assert_eq!(
+            router.target(&req(&find)),
+            Target::Select(ReadPreferenceMode::Primary)
+        );
+        let secondary =
+            rawdoc! { "find": "c", "$db": "db", "$readPreference": { "mode": "secondary" } };
+        assert_eq!(
+            router.target(&req(&secondary)),
+            Target::Select(ReadPreferenceMode::Secondary)
+        );
+    }
+
+    #[test]
+    fn get_more_and_kill_cursors_reach_the_member_that_opened_the_cursor() {
+        let router = Router::default();
+        let find = rawdoc! { "find": "c", "$db": "db" };
+        let reply = reply_with_cursor(77);
+        router.learn(&req(&find), &Reply::inspect(&reply).unwrap(), &host(2));
+        let get_more = rawdoc! { "getMore": 77_i64, "collection": "c", "$db": "db" };
+        assert_eq!(router.target(&req(&get_more)), Target::Pinned(host(2)));
+        let kill = rawdoc! { "killCursors": "c", "cursors": [77_i64], "$db": "db" };
+        let kill_cmd = req(&kill);
+        assert_eq!(router.target(&kill_cmd), Target::Pinned(host(2)));
+        router.learn(
+            &kill_cmd,
+            &Reply::inspect(&rawdoc! { "ok": 1.0 }).unwrap(),
+            &host(2),
+        );
+        assert_eq!(router.target(&req(&get_more)), Target::UnknownCursor(77));
+    }
+
+    #[test]
+    fn an_exhausted_cursor_is_forgotten() {
+        let router = Router::default();
+        router.learn(
+            &req(&rawdoc! { "find": "c", "$db": "db" }),
+            &Reply::inspect(&reply_with_cursor(5)).unwrap(),
+            &host(1),
+        );
+        let get_more = rawdoc! { "getMore": 5_i64, "collection": "c", "$db": "db" };
+        let last = rawdoc! { "cursor": { "id": 0_i64, "ns": "db.c", "nextBatch": [] }, "ok": 1.0 };
+        router.learn(&req(&get_more), &Reply::inspect(&last).unwrap(), &host(1));
+        assert_eq!(router.sizes().0, 0);
+    }
+
+    #[test]
+    fn a_transaction_is_pinned_from_start_to_commit() {
+        let router = Router::default();
+        let id = lsid(1);
+        let start = rawdoc! { "insert": "c", "$db": "db", "lsid": id.clone(), "txnNumber": 3_i64, "autocommit": false, "startTransaction": true };
+        let start_cmd = req(&start);
+        assert_eq!(
+            router.target(&start_cmd),
+            Target::Select(ReadPreferenceMode::Primary)
+        );
+        router.learn(
+            &start_cmd,
+            &Reply::inspect(&rawdoc! { "n": 1, "ok": 1.0 }).unwrap(),
+            &host(3),
+        );
+        let next = rawdoc! { "find": "c", "$db": "db", "lsid": id.clone(), "txnNumber": 3_i64, "autocommit": false };
+        assert_eq!(router.target(&req(&next)), Target::Pinned(host(3)));
+        let commit = rawdoc! { "commitTransaction": 1, "$db": "admin", "lsid": id.clone(), "txnNumber": 3_i64, "autocommit": false };
+        let commit_cmd = req(&commit);
+        assert_eq!(router.target(&commit_cmd), Target::Pinned(host(3)));
+        router.learn(
+            &commit_cmd,
+            &Reply::inspect(&rawdoc! { "ok": 1.0 }).unwrap(),
+            &host(3),
+        );
+        assert_eq!(router.sizes().1, 0);
+    }
+
+    #[test]
+    fn the_maps_are_bounded() {
+        let mut map = ExpiringMap::new(Duration::from_secs(60), 3);
+        let now = Instant::now();
+        for i in 0..10 {
+            map.insert(i, i, now);
+        }
+        assert_eq!(map.len(), 3);
+        assert!(map.touch(&9, now).is_some());
+        assert!(map.touch(&0, now).is_none());
+    }
+
+    #[test]
+    fn entries_expire() {
+        let mut map = ExpiringMap::new(Duration::from_millis(10), 10);
+        let now = Instant::now();
+        map.insert(1, "a", now);
+        assert!(map.touch(&1, now + Duration::from_millis(5)).is_some());
+        assert!(map.touch(&1, now + Duration::from_millis(100)).is_none());
+    }
+
+    #[test]
+    fn sessions_are_remembered_once_and_forgotten_when_ended() {
+        let router = Router::default();
+        router.saw_session(&lsid(1));
+        router.saw_session(&lsid(1));
+        router.saw_session(&lsid(2));
+        assert_eq!(router.live_sessions().len(), 2);
+        router.ended_sessions(std::iter::once(lsid(1)));
+        assert_eq!(router.live_sessions(), vec![lsid(2)]);
+    }
+}

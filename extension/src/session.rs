@@ -1,0 +1,445 @@
+//! One downstream connection: frames in from the driver, replies out. Handshakes,
+//! authentication attempts and `mongoPoolStats` are answered here; everything else is
+//! forwarded verbatim over an exclusively checked-out upstream connection, one round trip per
+//! check-out, and the reply goes back with the driver's own `requestID` as `responseTo`.
+//!
+//! A malformed frame closes this connection only. An upstream network error mid-request marks
+//! the upstream connection broken, tells the topology, and closes this connection, so the
+//! driver sees a network error and applies its own retry rules. Failures of the proxy itself
+//! (no member in time, no pooled connection in time) are answered with a retryable error.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bson::{Document, RawDocumentBuf, doc};
+use futures_util::{SinkExt, StreamExt};
+use mongo_pool_wire::codec::MessageCodec;
+use mongo_pool_wire::inspect::{Command, CommandKind, Reply};
+use mongo_pool_wire::{
+    Frame, MAX_MESSAGE_SIZE, MsgFlags, OpCode, OpMsgBuilder, OpReplyBuilder, WireError,
+};
+use tokio::net::UnixStream;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::handshake;
+use crate::pool::CheckoutError;
+use crate::proxy::{DownstreamCounters, Proxy};
+use crate::route::{Request, Target};
+use crate::stats;
+use crate::topology::{Failure, STATE_CHANGE_CODES, SelectionError};
+use crate::upstream::connection::BrokenReason;
+
+/// What to do after a request.
+enum Action {
+    /// Send this reply.
+    Reply(Frame),
+    /// Send nothing (the request had `moreToCome`).
+    Nothing,
+    /// Close the downstream connection.
+    Close(Close),
+}
+
+/// Why a downstream connection is closed.
+#[derive(Debug)]
+enum Close {
+    /// The driver sent something that is not a valid request.
+    Malformed(String),
+    /// The upstream connection failed mid-request.
+    Upstream(String),
+}
+
+/// Serves one downstream connection until the driver closes it, it breaks the protocol, or
+/// `shutdown` fires between requests (a request in flight is finished first).
+pub async fn run(proxy: Arc<Proxy>, stream: UnixStream, shutdown: CancellationToken) {
+    let connection_id = proxy.next_connection_id();
+    let span = tracing::debug_span!("session", connection_id);
+    async move {
+        let mut framed = Framed::new(stream, MessageCodec::new(MAX_MESSAGE_SIZE));
+        let mut session = Session {
+            proxy,
+            connection_id,
+            next_reply_id: 1,
+        };
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = framed.next() => next,
+            };
+            let frame = match next {
+                None => break,
+                Some(Ok(frame)) => frame,
+                Some(Err(WireError::Io(e))) => {
+                    tracing::debug!(error = %e, "downstream read failed");
+                    break;
+                }
+                Some(Err(e)) => {
+                    session.malformed(&e.to_string());
+                    break;
+                }
+            };
+            match session.handle(frame).await {
+                Action::Reply(reply) => {
+                    if let Err(e) = framed.send(reply).await {
+                        tracing::debug!(error = %e, "downstream write failed");
+                        break;
+                    }
+                }
+                Action::Nothing => {}
+                Action::Close(Close::Malformed(why)) => {
+                    session.malformed(&why);
+                    break;
+                }
+                Action::Close(Close::Upstream(why)) => {
+                    tracing::debug!(
+                        why,
+                        "closing the downstream connection after an upstream network error"
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+struct Session {
+    proxy: Arc<Proxy>,
+    connection_id: i64,
+    next_reply_id: i32,
+}
+
+fn malformed(e: impl std::fmt::Display) -> Action {
+    Action::Close(Close::Malformed(e.to_string()))
+}
+
+impl Session {
+    fn malformed(&self, why: &str) {
+        DownstreamCounters::add(&self.proxy.downstream.malformed);
+        tracing::warn!(
+            connection_id = self.connection_id,
+            why,
+            "closing a downstream connection that sent a malformed message"
+        );
+    }
+
+    fn reply_id(&mut self) -> i32 {
+        let id = self.next_reply_id;
+        self.next_reply_id = self.next_reply_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// An OP_MSG reply carrying `body`, answering `request_id`.
+    fn msg(&mut self, body: &Document, request_id: i32) -> Action {
+        let reply_id = self.reply_id();
+        match RawDocumentBuf::try_from(body) {
+            Ok(raw) => match OpMsgBuilder::new(&raw)
+                .request_id(reply_id)
+                .response_to(request_id)
+                .build()
+            {
+                Ok(frame) => Action::Reply(frame),
+                Err(e) => malformed(e),
+            },
+            Err(e) => malformed(e),
+        }
+    }
+
+    async fn handle(&mut self, frame: Frame) -> Action {
+        DownstreamCounters::add(&self.proxy.downstream.requests);
+        let frame = match frame.decompress(MAX_MESSAGE_SIZE) {
+            Ok(frame) => frame,
+            Err(e) => return malformed(e),
+        };
+        match frame.op_code() {
+            OpCode::Msg => self.handle_msg(frame).await,
+            OpCode::Query => self.handle_query(&frame).await,
+            other => malformed(format!("drivers do not send {other:?}")),
+        }
+    }
+
+    /// OP_QUERY: only the first handshake of some drivers.
+    async fn handle_query(&mut self, frame: &Frame) -> Action {
+        let query = match frame.op_query() {
+            Ok(q) => q,
+            Err(e) => return malformed(e),
+        };
+        let command = match Command::inspect(query.query) {
+            Ok(c) => c,
+            Err(e) => return malformed(e),
+        };
+        let body = if query.command_db().is_some() && command.kind == CommandKind::Hello {
+            handshake::reply(&self.proxy, &command, self.connection_id).await
+        } else {
+            doc! {
+                "ok": 0.0,
+                "errmsg": format!("Unsupported OP_QUERY command: {}. The client driver may require an upgrade.", command.name),
+                "code": 352,
+                "codeName": "UnsupportedOpQueryCommand",
+            }
+        };
+        let reply_id = self.reply_id();
+        let built = RawDocumentBuf::try_from(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| {
+                OpReplyBuilder::new(vec![&raw])
+                    .request_id(reply_id)
+                    .response_to(frame.request_id())
+                    .build()
+                    .map_err(|e| e.to_string())
+            });
+        match built {
+            Ok(reply) => Action::Reply(reply),
+            Err(e) => malformed(e),
+        }
+    }
+
+    async fn handle_msg(&mut self, mut frame: Frame) -> Action {
+        let request_id = frame.request_id();
+        // Parse once to validate everything (the checksum included) before editing the frame.
+        let flags = match frame.op_msg() {
+            Ok(msg) => msg.flags,
+            Err(e) => return malformed(e),
+        };
+        if let Err(e) = frame
+            .strip_checksum()
+            .and_then(|()| frame.clear_exhaust_allowed())
+        {
+            return malformed(e);
+        }
+        let more_to_come = flags.contains(MsgFlags::MORE_TO_COME);
+        let (request, local) = {
+            let msg = match frame.op_msg() {
+                Ok(msg) => msg,
+                Err(e) => return malformed(e),
+            };
+            let command = match Command::inspect(msg.body) {
+                Ok(c) => c,
+                Err(e) => return malformed(e),
+            };
+            let local = match command.kind {
+                CommandKind::Hello => {
+                    Some(handshake::reply(&self.proxy, &command, self.connection_id).await)
+                }
+                CommandKind::Auth => Some(handshake::auth_rejection()),
+                _ if command.name == stats::COMMAND => Some(stats::reply(&self.proxy)),
+                _ => None,
+            };
+            if let Some(body) = local {
+                (None, Some(body))
+            } else {
+                match Request::from_command(&command) {
+                    Ok(request) => {
+                        if command.kind == CommandKind::EndSessions {
+                            self.forget_sessions(msg.body);
+                        }
+                        (Some(request), None)
+                    }
+                    Err(e) => {
+                        let body = doc! { "ok": 0.0, "errmsg": e.to_string(), "code": 2, "codeName": "BadValue" };
+                        (None, Some(body))
+                    }
+                }
+            }
+        };
+        if let Some(body) = local {
+            return if more_to_come {
+                Action::Nothing
+            } else {
+                self.msg(&body, request_id)
+            };
+        }
+        let Some(request) = request else {
+            return Action::Nothing;
+        };
+        self.forward(frame, request, request_id, more_to_come).await
+    }
+
+    fn forget_sessions(&self, body: &bson::RawDocument) {
+        if let Ok(Some(bson::RawBsonRef::Array(ids))) = body.get("endSessions") {
+            let ids = ids.into_iter().filter_map(|id| match id {
+                Ok(bson::RawBsonRef::Document(d)) => Some(d.to_owned()),
+                _ => None,
+            });
+            self.proxy.router.ended_sessions(ids);
+        }
+    }
+
+    /// A proxy-side failure: a retryable error document (no write reached the server).
+    fn proxy_error(
+        &mut self,
+        request: &Request,
+        code: i32,
+        code_name: &str,
+        errmsg: String,
+        request_id: i32,
+    ) -> Action {
+        DownstreamCounters::add(&self.proxy.downstream.errors);
+        tracing::debug!(
+            command = request.name,
+            code,
+            errmsg,
+            "answering with a proxy-side error"
+        );
+        let labels: Vec<&str> = if request.in_transaction {
+            vec!["TransientTransactionError"]
+        } else {
+            vec!["RetryableWriteError", "NoWritesPerformed"]
+        };
+        let body = doc! { "ok": 0.0, "errmsg": errmsg, "code": code, "codeName": code_name, "errorLabels": labels };
+        self.msg(&body, request_id)
+    }
+
+    async fn forward(
+        &mut self,
+        mut frame: Frame,
+        request: Request,
+        request_id: i32,
+        more_to_come: bool,
+    ) -> Action {
+        let proxy = Arc::clone(&self.proxy);
+        if let Some(lsid) = &request.lsid {
+            proxy.router.saw_session(lsid);
+        }
+        let server = match proxy.router.target(&request) {
+            Target::UnknownCursor(id) => {
+                let body = doc! { "ok": 0.0, "errmsg": format!("cursor id {id} not found"), "code": 43, "codeName": "CursorNotFound" };
+                return self.msg(&body, request_id);
+            }
+            Target::Pinned(address) => match proxy.topology.server(&address) {
+                Some(server) => server,
+                None if request.in_transaction => {
+                    let body = doc! {
+                        "ok": 0.0, "errmsg": format!("the member {address} running this transaction is gone"),
+                        "code": 251, "codeName": "NoSuchTransaction", "errorLabels": ["TransientTransactionError"],
+                    };
+                    return self.msg(&body, request_id);
+                }
+                None => {
+                    let body = doc! { "ok": 0.0, "errmsg": format!("the member {address} holding this cursor is gone"), "code": 43, "codeName": "CursorNotFound" };
+                    return self.msg(&body, request_id);
+                }
+            },
+            Target::Select(mode) => {
+                let deadline = Instant::now() + proxy.options.server_selection_timeout;
+                match proxy.topology.select(mode, deadline).await {
+                    Ok(server) => server,
+                    Err(SelectionError::Closed) => {
+                        return self.proxy_error(
+                            &request,
+                            91,
+                            "ShutdownInProgress",
+                            "mongo-pool is shutting down".into(),
+                            request_id,
+                        );
+                    }
+                    Err(e) => {
+                        return self.proxy_error(
+                            &request,
+                            6,
+                            "HostUnreachable",
+                            format!("mongo-pool: {e}"),
+                            request_id,
+                        );
+                    }
+                }
+            }
+        };
+        let deadline = Instant::now() + proxy.options.wait_queue_timeout;
+        let mut conn = match server.pool.check_out(deadline).await {
+            Ok(conn) => conn,
+            Err(e @ CheckoutError::Timeout { .. }) => {
+                return self.proxy_error(
+                    &request,
+                    89,
+                    "NetworkTimeout",
+                    format!("mongo-pool: {e}"),
+                    request_id,
+                );
+            }
+            Err(e @ CheckoutError::Closed(_)) => {
+                return self.proxy_error(
+                    &request,
+                    91,
+                    "ShutdownInProgress",
+                    format!("mongo-pool: {e}"),
+                    request_id,
+                );
+            }
+            Err(CheckoutError::Connect(e)) => {
+                if !e.is_auth() {
+                    proxy.topology.report(&server.address, Failure::Network);
+                }
+                return self.proxy_error(
+                    &request,
+                    6,
+                    "HostUnreachable",
+                    format!("mongo-pool could not connect to Atlas: {e}"),
+                    request_id,
+                );
+            }
+        };
+        DownstreamCounters::add(&proxy.downstream.forwarded);
+        if more_to_come {
+            return match conn.send_only(frame).await {
+                Ok(()) => Action::Nothing,
+                Err(e) => {
+                    drop(conn);
+                    proxy.topology.report(&server.address, Failure::Network);
+                    Action::Close(Close::Upstream(e.to_string()))
+                }
+            };
+        }
+        let limit = request.max_time_ms.filter(|ms| *ms > 0).map(|ms| {
+            std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+                + proxy.options.max_time_margin
+        });
+        frame.set_request_id(0);
+        let mut reply = match conn.round_trip_within(frame, limit).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                drop(conn);
+                proxy.topology.report(&server.address, Failure::Network);
+                return Action::Close(Close::Upstream(e.to_string()));
+            }
+        };
+        if reply.op_code() != OpCode::Msg || reply.strip_checksum().is_err() {
+            conn.mark_broken(BrokenReason::Protocol);
+            return Action::Close(Close::Upstream(
+                "the server's reply is not an OP_MSG".into(),
+            ));
+        }
+        let state_change = {
+            let parsed = reply.op_msg().and_then(|msg| Reply::inspect(msg.body));
+            match parsed {
+                Ok(view) => {
+                    proxy.router.learn(&request, &view, &server.address);
+                    view.code
+                        .filter(|c| !view.ok && STATE_CHANGE_CODES.contains(c))
+                        .or(view
+                            .write_concern_error_code
+                            .filter(|c| STATE_CHANGE_CODES.contains(c)))
+                }
+                Err(e) => {
+                    conn.mark_broken(BrokenReason::Protocol);
+                    return Action::Close(Close::Upstream(format!(
+                        "the server's reply is malformed: {e}"
+                    )));
+                }
+            }
+        };
+        drop(conn);
+        if let Some(code) = state_change {
+            // Find the new primary now, so the driver's single retry lands on it.
+            proxy
+                .topology
+                .report(&server.address, Failure::StateChange(code));
+        }
+        let reply_id = self.reply_id();
+        reply.set_request_id(reply_id);
+        reply.set_response_to(request_id);
+        Action::Reply(reply)
+    }
+}

@@ -1,0 +1,366 @@
+//! One established, authenticated upstream connection: a framed (TLS) stream to one member,
+//! used for one request at a time. A connection that fails mid-request is marked broken with a
+//! reason and is never handed out again.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bson::{Document, RawDocumentBuf};
+use futures_util::{SinkExt, StreamExt};
+use mongo_pool_wire::codec::MessageCodec;
+use mongo_pool_wire::{Frame, MsgFlags, OpCode, OpMsgBuilder, WireError};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+
+use super::handshake::HelloReply;
+use crate::config::HostPort;
+
+/// Any byte stream an upstream connection runs over (TLS or, for tests, plain TCP).
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// Why a connection was taken out of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokenReason {
+    /// Reading or writing failed.
+    Io,
+    /// The server sent something that is not a valid reply.
+    Protocol,
+    /// No reply within the deadline; the stream's state is unknown.
+    Timeout,
+    /// The server closed the connection.
+    Closed,
+    /// A ping before use failed.
+    PingFailed,
+    /// The server said it is shutting down or changed state (the pool was cleared).
+    StateChange,
+}
+
+impl fmt::Display for BrokenReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BrokenReason::Io => "i/o error",
+            BrokenReason::Protocol => "protocol error",
+            BrokenReason::Timeout => "timed out",
+            BrokenReason::Closed => "closed by the server",
+            BrokenReason::PingFailed => "ping before use failed",
+            BrokenReason::StateChange => "server state change",
+        })
+    }
+}
+
+/// A failed round trip on an upstream connection. The connection is broken afterwards.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The network failed.
+    #[error("upstream {address}: {source}")]
+    Io {
+        /// The member.
+        address: HostPort,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server's reply was malformed.
+    #[error("upstream {address}: invalid reply: {source}")]
+    Protocol {
+        /// The member.
+        address: HostPort,
+        /// The cause.
+        #[source]
+        source: WireError,
+    },
+    /// The server closed the connection.
+    #[error("upstream {address} closed the connection")]
+    Closed {
+        /// The member.
+        address: HostPort,
+    },
+    /// No reply in time.
+    #[error("upstream {address} did not answer within {after:?}")]
+    Timeout {
+        /// The member.
+        address: HostPort,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// A reply answered another request.
+    #[error("upstream {address} answered request {got}, expected {expected}")]
+    Mismatch {
+        /// The member.
+        address: HostPort,
+        /// The request id sent.
+        expected: i32,
+        /// The `responseTo` received.
+        got: i32,
+    },
+}
+
+/// An established connection.
+pub struct Connection {
+    framed: Framed<Box<dyn Stream>, MessageCodec>,
+    address: HostPort,
+    id: u64,
+    generation: u64,
+    hello: Arc<HelloReply>,
+    next_request_id: i32,
+    broken: Option<BrokenReason>,
+    last_used: Instant,
+    fresh_hello: bool,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("address", &self.address)
+            .field("id", &self.id)
+            .field("generation", &self.generation)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(
+        stream: Box<dyn Stream>,
+        address: HostPort,
+        id: u64,
+        generation: u64,
+        max_message_size: usize,
+    ) -> Self {
+        Connection {
+            framed: Framed::new(stream, MessageCodec::new(max_message_size)),
+            address,
+            id,
+            generation,
+            hello: Arc::new(HelloReply::placeholder()),
+            next_request_id: 1,
+            broken: None,
+            last_used: Instant::now(),
+            fresh_hello: false,
+        }
+    }
+
+    /// The member it connects to.
+    pub fn address(&self) -> &HostPort {
+        &self.address
+    }
+
+    /// A process-wide id, for logs.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The pool generation it was created in.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The server's reply to this connection's handshake (or latest check).
+    pub fn hello(&self) -> &Arc<HelloReply> {
+        &self.hello
+    }
+
+    pub(crate) fn set_hello(&mut self, hello: HelloReply) {
+        self.hello = Arc::new(hello);
+        self.fresh_hello = true;
+    }
+
+    /// The handshake reply, once, if no one has taken it since the handshake or last check:
+    /// a topology check on a brand-new connection needs no second `hello`.
+    pub fn take_fresh_hello(&mut self) -> Option<Arc<HelloReply>> {
+        std::mem::take(&mut self.fresh_hello).then(|| Arc::clone(&self.hello))
+    }
+
+    /// When it last finished a round trip.
+    pub fn last_used(&self) -> Instant {
+        self.last_used
+    }
+
+    /// Why it is out of service, if it is.
+    pub fn broken(&self) -> Option<BrokenReason> {
+        self.broken
+    }
+
+    /// Takes it out of service: it will be closed instead of returning to the pool.
+    pub fn mark_broken(&mut self, reason: BrokenReason) {
+        if self.broken.is_none() {
+            tracing::debug!(address = %self.address, id = self.id, %reason, "upstream connection broken");
+            self.broken = Some(reason);
+        }
+    }
+
+    fn next_id(&mut self) -> i32 {
+        let id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn fail(&mut self, error: UpstreamError) -> UpstreamError {
+        let reason = match &error {
+            UpstreamError::Io { .. } => BrokenReason::Io,
+            UpstreamError::Protocol { .. } | UpstreamError::Mismatch { .. } => {
+                BrokenReason::Protocol
+            }
+            UpstreamError::Closed { .. } => BrokenReason::Closed,
+            UpstreamError::Timeout { .. } => BrokenReason::Timeout,
+        };
+        self.mark_broken(reason);
+        error
+    }
+
+    fn wire_error(&self, e: WireError) -> UpstreamError {
+        match e {
+            WireError::Io(source) => UpstreamError::Io {
+                address: self.address.clone(),
+                source,
+            },
+            other => UpstreamError::Protocol {
+                address: self.address.clone(),
+                source: other,
+            },
+        }
+    }
+
+    /// Sends `frame` (its `requestID` replaced by this connection's own) and returns the reply,
+    /// whose `responseTo` is that id. Not cancel-safe: a caller that drops the future must
+    /// treat the connection as broken (use [`Connection::round_trip_within`] for a deadline).
+    ///
+    /// # Errors
+    /// Any [`UpstreamError`]; the connection is then broken.
+    pub async fn round_trip(&mut self, mut frame: Frame) -> Result<Frame, UpstreamError> {
+        let request_id = self.next_id();
+        frame.set_request_id(request_id);
+        if let Err(e) = self.framed.send(frame).await {
+            let e = self.wire_error(e);
+            return Err(self.fail(e));
+        }
+        let reply = match self.framed.next().await {
+            None => {
+                let e = UpstreamError::Closed {
+                    address: self.address.clone(),
+                };
+                return Err(self.fail(e));
+            }
+            Some(Err(e)) => {
+                let e = self.wire_error(e);
+                return Err(self.fail(e));
+            }
+            Some(Ok(reply)) => reply,
+        };
+        let reply = match reply.decompress(self.framed.codec().max_message_size()) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = self.wire_error(e);
+                return Err(self.fail(e));
+            }
+        };
+        if reply.response_to() != request_id {
+            let e = UpstreamError::Mismatch {
+                address: self.address.clone(),
+                expected: request_id,
+                got: reply.response_to(),
+            };
+            return Err(self.fail(e));
+        }
+        self.last_used = Instant::now();
+        // An exhaust reply (moreToCome) cannot happen: mongo-pool clears exhaustAllowed.
+        if reply.op_code() == OpCode::Msg
+            && reply
+                .msg_flags()
+                .is_ok_and(|f| f.contains(MsgFlags::MORE_TO_COME))
+        {
+            let e = UpstreamError::Protocol {
+                address: self.address.clone(),
+                source: WireError::WrongOpCode {
+                    expected: "a single reply",
+                    found: 2013,
+                },
+            };
+            return Err(self.fail(e));
+        }
+        Ok(reply)
+    }
+
+    /// [`Connection::round_trip`] with a deadline; on timeout the connection is broken.
+    ///
+    /// # Errors
+    /// Any [`UpstreamError`], including [`UpstreamError::Timeout`].
+    pub async fn round_trip_within(
+        &mut self,
+        frame: Frame,
+        limit: Option<Duration>,
+    ) -> Result<Frame, UpstreamError> {
+        let Some(limit) = limit else {
+            return self.round_trip(frame).await;
+        };
+        match tokio::time::timeout(limit, self.round_trip(frame)).await {
+            Ok(result) => result,
+            Err(_) => {
+                let e = UpstreamError::Timeout {
+                    address: self.address.clone(),
+                    after: limit,
+                };
+                Err(self.fail(e))
+            }
+        }
+    }
+
+    /// Sends a request that expects no reply (`moreToCome`).
+    ///
+    /// # Errors
+    /// Any [`UpstreamError`]; the connection is then broken.
+    pub async fn send_only(&mut self, mut frame: Frame) -> Result<(), UpstreamError> {
+        let request_id = self.next_id();
+        frame.set_request_id(request_id);
+        if let Err(e) = self.framed.send(frame).await {
+            let e = self.wire_error(e);
+            return Err(self.fail(e));
+        }
+        self.last_used = Instant::now();
+        Ok(())
+    }
+
+    /// Runs one command document (the handshake, authentication, pings) and returns the
+    /// reply body, whatever its `ok`.
+    ///
+    /// # Errors
+    /// Any [`UpstreamError`], including a reply that is not an OP_MSG document.
+    pub async fn command(
+        &mut self,
+        command: &Document,
+        limit: Duration,
+    ) -> Result<Document, UpstreamError> {
+        let protocol = |address: &HostPort, source: WireError| UpstreamError::Protocol {
+            address: address.clone(),
+            source,
+        };
+        let raw = RawDocumentBuf::try_from(command).map_err(|e| {
+            protocol(
+                &self.address,
+                WireError::Bson {
+                    what: "command",
+                    source: e,
+                },
+            )
+        })?;
+        let frame = OpMsgBuilder::new(&raw)
+            .build()
+            .map_err(|e| protocol(&self.address, e))?;
+        let reply = self.round_trip_within(frame, Some(limit)).await?;
+        let parsed = reply.op_msg().and_then(|msg| {
+            Document::try_from(msg.body).map_err(|e| WireError::Bson {
+                what: "reply",
+                source: e,
+            })
+        });
+        match parsed {
+            Ok(doc) => Ok(doc),
+            Err(e) => {
+                let e = protocol(&self.address, e);
+                Err(self.fail(e))
+            }
+        }
+    }
+}
