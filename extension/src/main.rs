@@ -71,13 +71,55 @@ fn health() -> ExitCode {
     }
 }
 
+/// In Lambda, invalid configuration must reach Lambda as an Init error (`Extension.ConfigInvalid`)
+/// so the function fails visibly instead of timing out.
+fn report_config_error_to_lambda(command: &Command, message: &str) {
+    let sidecar = std::env::var(mongo_pool::config::ENV_MODE).is_ok_and(|m| m == "sidecar");
+    let Ok(runtime_api) = std::env::var(mongo_pool::config::ENV_LAMBDA_RUNTIME_API) else {
+        return;
+    };
+    if sidecar || !matches!(command, Command::Serve) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let reported = runtime.block_on(mongo_pool::lambda::report_init_error(
+        &runtime_api,
+        mongo_pool::lambda::CONFIG_INVALID,
+        &format!("mongo-pool: invalid configuration: {message}"),
+    ));
+    if let Err(e) = reported {
+        eprintln!("mongo-pool: could not report the error to Lambda: {e}");
+    }
+}
+
 async fn serve(config: Config) -> ExitCode {
     use mongo_pool::config::RunMode;
-    if let RunMode::Lambda { .. } = config.run_mode {
-        eprintln!(
-            "mongo-pool: the Lambda lifecycle is not part of this build yet; run with MONGO_POOL_MODE=sidecar"
-        );
-        return ExitCode::FAILURE;
+    if let RunMode::Lambda { runtime_api } = config.run_mode.clone() {
+        let socket = match mongo_pool::serve::bind(&config) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("mongo-pool: {e}");
+                let _ = mongo_pool::lambda::report_init_error(
+                    &runtime_api,
+                    mongo_pool::lambda::CONFIG_INVALID,
+                    &e.to_string(),
+                )
+                .await;
+                return ExitCode::from(2);
+            }
+        };
+        return match mongo_pool::lambda::run(config, runtime_api, socket, env_lookup).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "mongo-pool failed");
+                ExitCode::FAILURE
+            }
+        };
     }
     let socket = match mongo_pool::serve::bind(&config) {
         Ok(s) => s,
@@ -126,19 +168,16 @@ async fn wait_for_termination() {
 
 fn init_logging(config: Option<&Config>) {
     use tracing_subscriber::EnvFilter;
-    // `check` prints its own report on stdout, causes included; logs go to stderr only when
-    // MONGO_POOL_LOG asks for them.
-    let filter = config
-        .and_then(|c| {
-            std::env::var(mongo_pool::config::ENV_LOG)
-                .ok()
-                .map(|_| c.log_filter.clone())
-        })
-        .unwrap_or_else(|| "off".to_owned());
-    let _ = tracing_subscriber::fmt()
+    let filter = config.map_or_else(|| "info".to_owned(), |c| c.log_filter.clone());
+    let json = config.is_some_and(|c| c.log_format == mongo_pool::config::LogFormat::Json);
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn main() -> ExitCode {
@@ -155,6 +194,7 @@ fn main() -> ExitCode {
         Err(e) => {
             init_logging(None);
             eprintln!("mongo-pool: invalid configuration: {e}");
+            report_config_error_to_lambda(&command, &e.to_string());
             return ExitCode::from(2);
         }
     };
