@@ -54,7 +54,7 @@ async fn stepdown_elects_the_next_member_with_a_higher_election_id() {
 
     let mut on_new = Wire::authenticated(&sim, &new).await.unwrap();
     let hello = on_new.hello(None).await.unwrap();
-    assert_eq!(hello.get_bool("isWritablePrimary").unwrap(), true);
+    assert!(hello.get_bool("isWritablePrimary").unwrap());
     assert_eq!(hello.get_str("primary").unwrap(), new);
     let new_election = hello.get_object_id("electionId").unwrap();
     assert!(
@@ -64,7 +64,7 @@ async fn stepdown_elects_the_next_member_with_a_higher_election_id() {
     assert!(topology_counter(&hello) > topology_counter(&before));
 
     let old_hello = on_old.hello(None).await.unwrap();
-    assert_eq!(old_hello.get_bool("isWritablePrimary").unwrap(), false);
+    assert!(!old_hello.get_bool("isWritablePrimary").unwrap());
     assert_eq!(old_hello.get_str("primary").unwrap(), new);
 
     let retryable = on_old.command(insert(Some(1))).await.unwrap();
@@ -149,7 +149,7 @@ async fn without_a_primary_every_member_refuses_writes_until_one_is_elected() {
     );
     for wire in &mut wires {
         let hello = wire.hello(None).await.unwrap();
-        assert_eq!(hello.get_bool("isWritablePrimary").unwrap(), false);
+        assert!(!hello.get_bool("isWritablePrimary").unwrap());
         assert!(hello.get("primary").is_none(), "{hello}");
         let refused = wire.command(insert(Some(2))).await.unwrap();
         assert_eq!(code(&refused), 10107, "{refused}");
@@ -305,9 +305,8 @@ async fn awaitable_hello_returns_early_when_a_stepdown_changes_the_topology() {
         reply.get_str("primary").unwrap(),
         stepped["primary"].as_str().unwrap()
     );
-    assert_eq!(
+    assert!(
         reply.get_bool("isWritablePrimary").unwrap(),
-        true,
         "member 2 is the new primary"
     );
 }
@@ -354,7 +353,7 @@ async fn sharded_members_are_mongos_routers_over_one_store() {
         hello.get("setName").is_none() && hello.get("hosts").is_none(),
         "{hello}"
     );
-    assert_eq!(hello.get_bool("isWritablePrimary").unwrap(), true);
+    assert!(hello.get_bool("isWritablePrimary").unwrap());
     assert!(ok(&a.command(insert(None)).await.unwrap()));
     assert!(
         ok(&b.command(insert(None)).await.unwrap()),

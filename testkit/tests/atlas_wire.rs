@@ -77,7 +77,7 @@ async fn unauthenticated_connections_may_only_handshake_ping_and_authenticate() 
     let (primary, _, _) = members(&sim);
     let mut wire = Wire::connect(&sim, &primary).await.unwrap();
     let hello = wire.hello(None).await.unwrap();
-    assert_eq!(hello.get_bool("isWritablePrimary").unwrap(), true);
+    assert!(hello.get_bool("isWritablePrimary").unwrap());
     assert!(ok(&wire
         .command(doc! { "ping": 1, "$db": "admin" })
         .await
@@ -154,7 +154,7 @@ async fn op_query_hello_is_answered_and_op_query_find_is_refused() {
         .await
         .unwrap();
     assert!(ok(&hello), "{hello}");
-    assert_eq!(hello.get_bool("ismaster").unwrap(), true);
+    assert!(hello.get_bool("ismaster").unwrap());
     assert_eq!(hello.get_str("setName").unwrap(), "sim");
     assert!(hello.get_bool("helloOk").unwrap());
     assert!(hello.get_document("topologyVersion").is_ok());
@@ -183,8 +183,8 @@ async fn hello_reports_replica_set_membership_and_sasl_mechanisms() {
         .command(doc! { "hello": 1, "saslSupportedMechs": "$external.x", "$db": "admin" })
         .await
         .unwrap();
-    assert_eq!(hello.get_bool("isWritablePrimary").unwrap(), false);
-    assert_eq!(hello.get_bool("secondary").unwrap(), true);
+    assert!(!hello.get_bool("isWritablePrimary").unwrap());
+    assert!(hello.get_bool("secondary").unwrap());
     assert_eq!(hello.get_str("primary").unwrap(), primary);
     assert_eq!(hello.get_str("me").unwrap(), secondary);
     let hosts: Vec<&str> = hello

@@ -17,14 +17,20 @@ async fn main() -> std::process::ExitCode {
         .init();
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
+    // Register the handlers before anything is served: a SIGTERM right after the start line
+    // must stop the simulator cleanly (exit 0), not kill it with the default action.
+    use tokio::signal::unix::{SignalKind, signal as unix_signal};
+    let (mut term, mut int) = match (
+        unix_signal(SignalKind::terminate()),
+        unix_signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("atlas-sim: error: installing signal handlers: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal as unix_signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            unix_signal(SignalKind::terminate()),
-            unix_signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
