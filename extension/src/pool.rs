@@ -3,7 +3,8 @@
 //! drop. At most `maxPoolSize` connections exist (idle, in use and being established);
 //! check-outs queue for at most their deadline; broken connections and those of an old
 //! `generation` are closed instead of returning; idle ones are judged at check-out
-//! (`maxIdleTimeMS`, and a ping before use when they sat idle across a freeze or for long).
+//! (`maxIdleTimeMS`; a look at the socket, which catches a peer that closed it; and a ping
+//! before use when they sat idle across a freeze or for long, which catches a silent peer).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,7 +18,7 @@ use crate::config::HostPort;
 use crate::freeze::FreezeDetector;
 use crate::metrics::Metrics;
 use crate::upstream::connect::{ConnectError, Connector};
-use crate::upstream::connection::{BrokenReason, Connection};
+use crate::upstream::connection::{BrokenReason, Connection, Liveness};
 
 /// A connection idle longer than this is pinged before use even without a freeze: peers drop
 /// idle flows silently.
@@ -303,8 +304,17 @@ impl Pool {
             self.discard(conn, "idle longer than maxIdleTimeMS");
             return None;
         }
+        let unread = match conn.liveness() {
+            Liveness::Closed => {
+                conn.mark_broken(BrokenReason::Closed);
+                self.discard(conn, "closed by the server while idle");
+                return None;
+            }
+            Liveness::Unread => true,
+            Liveness::Quiet => false,
+        };
         let frozen_since = self.freeze.epoch() != epoch;
-        if frozen_since || since.elapsed() > SUSPECT_IDLE {
+        if unread || frozen_since || since.elapsed() > SUSPECT_IDLE {
             let limit = self
                 .options
                 .ping_timeout

@@ -519,12 +519,13 @@ impl Topology {
             .last_check
             .is_some_and(|t| t.elapsed() < MIN_CHECK_INTERVAL);
         if !recent {
-            server.lock().last_check = Some(Instant::now());
+            let started = Instant::now();
+            server.lock().last_check = Some(started);
             let limit = self.connector.connect_timeout();
-            let deadline = Instant::now() + limit.saturating_mul(2);
+            let deadline = started + limit.saturating_mul(2);
             match server.pool.check_out(deadline).await {
                 Ok(mut conn) => {
-                    let hello = match conn.take_fresh_hello() {
+                    let hello = match conn.take_fresh_hello(started) {
                         Some(hello) => Ok(hello),
                         None => match conn.command(&recheck_command(), limit).await {
                             Ok(reply) if reply_ok(&reply) => HelloReply::parse(&reply)

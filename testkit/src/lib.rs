@@ -8,5 +8,6 @@ pub mod aws_auth;
 pub mod certs;
 pub mod dns;
 pub mod moto;
+pub mod pool_process;
 pub mod process;
 pub mod store;

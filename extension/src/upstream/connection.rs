@@ -11,14 +11,42 @@ use futures_util::{SinkExt, StreamExt};
 use mongo_pool_wire::codec::MessageCodec;
 use mongo_pool_wire::{Frame, MsgFlags, OpCode, OpMsgBuilder, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use super::handshake::HelloReply;
 use crate::config::HostPort;
 
-/// Any byte stream an upstream connection runs over (TLS or, for tests, plain TCP).
-pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+/// Any byte stream an upstream connection runs over (TLS or, for tests, plain TCP), with
+/// access to its socket for [`Connection::liveness`].
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {
+    /// The TCP socket underneath.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Stream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Stream for tokio_rustls::client::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// What a look at an idle connection's socket, without blocking, says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Nothing to read and no error: as far as this host knows, the peer still has it open.
+    Quiet,
+    /// Bytes wait unread (on an idle connection a TLS alert, a session ticket or a stray
+    /// reply): only a round trip can tell whether it still works.
+    Unread,
+    /// The peer closed or reset it.
+    Closed,
+}
 
 /// Why a connection was taken out of service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +136,7 @@ pub struct Connection {
     broken: Option<BrokenReason>,
     last_used: Instant,
     fresh_hello: bool,
+    hello_at: Instant,
 }
 
 impl fmt::Debug for Connection {
@@ -139,6 +168,7 @@ impl Connection {
             broken: None,
             last_used: Instant::now(),
             fresh_hello: false,
+            hello_at: Instant::now(),
         }
     }
 
@@ -165,12 +195,16 @@ impl Connection {
     pub(crate) fn set_hello(&mut self, hello: HelloReply) {
         self.hello = Arc::new(hello);
         self.fresh_hello = true;
+        self.hello_at = Instant::now();
     }
 
-    /// The handshake reply, once, if no one has taken it since the handshake or last check:
-    /// a topology check on a brand-new connection needs no second `hello`.
-    pub fn take_fresh_hello(&mut self) -> Option<Arc<HelloReply>> {
-        std::mem::take(&mut self.fresh_hello).then(|| Arc::clone(&self.hello))
+    /// The handshake reply, once, if no one has taken it yet and it arrived at or after
+    /// `since`: a topology check that started at `since` and got a brand-new connection needs
+    /// no second `hello`, but a handshake older than the check may describe a member that has
+    /// changed since (a primary that stepped down), so it is not returned.
+    pub fn take_fresh_hello(&mut self, since: Instant) -> Option<Arc<HelloReply>> {
+        let fresh = std::mem::take(&mut self.fresh_hello) && self.hello_at >= since;
+        fresh.then(|| Arc::clone(&self.hello))
     }
 
     /// When it last finished a round trip.
@@ -188,6 +222,25 @@ impl Connection {
         if self.broken.is_none() {
             tracing::debug!(address = %self.address, id = self.id, %reason, "upstream connection broken");
             self.broken = Some(reason);
+        }
+    }
+
+    /// Looks at the socket without reading or waiting (one `recv(MSG_PEEK)` system call): a
+    /// peer that closed the connection while it sat idle has left an end-of-file (or a reset)
+    /// in the socket, which this sees at once, so a pool never hands such a connection out.
+    /// It cannot see a peer that vanished silently (a freeze, a blackhole): that takes a ping.
+    pub fn liveness(&self) -> Liveness {
+        if !self.framed.read_buffer().is_empty() {
+            return Liveness::Unread;
+        }
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+        let socket = socket2::SockRef::from(self.framed.get_ref().tcp());
+        match socket.peek(&mut byte) {
+            Ok(0) => Liveness::Closed,
+            Ok(_) => Liveness::Unread,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Liveness::Quiet,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Liveness::Unread,
+            Err(_) => Liveness::Closed,
         }
     }
 

@@ -34,8 +34,9 @@ pub const SECRET: &str = "mongo-pool-test-secret";
 pub const USER_ARN: &str = "arn:aws:iam::123456789012:user/AKIDMONGOPOOLTEST";
 /// The `--srv` name.
 pub const SRV_NAME: &str = "cluster0.sim.test";
-/// A loopback port nothing listens on is found at run time; this is where STS diagnosis goes
-/// in tests that do not run moto, so a failure never waits for the real STS.
+/// Where STS diagnosis goes in tests that do not run moto (the loopback discard port, where
+/// nothing listens): an authentication failure is diagnosed "STS unreachable" at once instead
+/// of waiting for the real STS.
 pub const NO_STS: &str = "http://127.0.0.1:9";
 
 /// Starts atlas-sim with `args`.
