@@ -70,6 +70,14 @@ pub async fn run(proxy: Arc<Proxy>, stream: UnixStream, shutdown: CancellationTo
             let frame = match next {
                 None => break,
                 Some(Ok(frame)) => frame,
+                // The stream ended (or failed) with part of a message read: a truncated
+                // message, as malformed as any other.
+                Some(Err(WireError::Io(e))) if !framed.read_buffer().is_empty() => {
+                    session.malformed(&format!(
+                        "the connection ended in the middle of a message ({e})"
+                    ));
+                    break;
+                }
                 Some(Err(WireError::Io(e))) => {
                     tracing::debug!(error = %e, "downstream read failed");
                     break;
@@ -254,7 +262,12 @@ impl Session {
         let Some(request) = request else {
             return Action::Nothing;
         };
-        self.forward(frame, request, request_id, more_to_come).await
+        match self.forward(frame, request, request_id, more_to_come).await {
+            // A moreToCome request gets no reply, not even a proxy-side error: the driver
+            // reads none, and would take it for the reply to its next request.
+            Action::Reply(_) if more_to_come => Action::Nothing,
+            action => action,
+        }
     }
 
     fn forget_sessions(&self, body: &bson::RawDocument) {
