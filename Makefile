@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 VENV := .venv
-PY := $(VENV)/bin/python
+NODE_DRIVERS := tests/drivers/node
 FUZZ_SECONDS ?= 60
 
 .PHONY: help
@@ -19,17 +19,14 @@ $(VENV)/.installed: tests/requirements.txt
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## the Python venv the tests use (pymongo, moto)
+venv: $(VENV)/.installed ## the Python venv the tests use (pymongo, pymongo-auth-aws, moto)
 
-.PHONY: fmt
-fmt: ## format the code
-	$(CARGO) fmt --all
+$(NODE_DRIVERS)/node_modules/.installed: $(NODE_DRIVERS)/package.json $(NODE_DRIVERS)/package-lock.json
+	npm ci --prefix $(NODE_DRIVERS) --no-audit --no-fund --loglevel=error
+	touch $@
 
-.PHONY: lint
-lint: ## rustfmt check + clippy with warnings as errors
-	rustup component add rustfmt clippy >/dev/null 2>&1 || true
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+.PHONY: node
+node: $(NODE_DRIVERS)/node_modules/.installed ## the Node.js driver the tests use (mongodb)
 
 .PHONY: toolchain
 toolchain: ## Rust components the targets use
@@ -40,13 +37,22 @@ build: ## debug builds of the binaries tests start (atlas-sim, mongo-pool)
 	$(CARGO) build --workspace --bins
 
 .PHONY: test
-test: toolchain venv build ## install what tests need, run every suite, print a summary
+test: toolchain venv node build ## install what tests need, run every suite, print a summary
 	scripts/test.sh
+
+.PHONY: fmt
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+.PHONY: lint
+lint: toolchain ## rustfmt check + clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZ_SECONDS (default 60); fails on a crash
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 .PHONY: bench
-bench: ## benchmarks (for now: the wire codec's criterion bench)
+bench: ## benchmarks (for now: the wire codec's criterion bench, bytes/s)
 	$(CARGO) bench -p mongo-pool-wire --bench decode

@@ -54,6 +54,9 @@ PY
 run_suite rust cargo test --workspace --all-targets --no-fail-fast
 run_suite rust-doc cargo test --workspace --doc
 run_suite python-drivers "$py" -m pytest -q -p no:cacheprovider tests/drivers/python
+if [ -f tests/drivers/node/package.json ]; then
+  run_suite node-drivers node --test --test-reporter=tap tests/drivers/node/*.test.mjs
+fi
 
 echo
 echo "==================== test summary ===================="
