@@ -39,7 +39,8 @@ text = open(sys.argv[1], errors="replace").read()
 p = f = 0
 for m in re.finditer(r"^test result: \w+\. (\d+) passed; (\d+) failed", text, re.M):
     p += int(m.group(1)); f += int(m.group(2))
-for line in re.findall(r"^=+ (.*) in [\d.]+s", text, re.M):
+# pytest's result line, with or without the === borders (-q drops them).
+for line in re.findall(r"^=*\s*((?:\d+ \w+(?:, )?)+) in [\d.]+s", text, re.M):
     for n, word in re.findall(r"(\d+) (passed|failed|error|errors)", line):
         if word == "passed": p += int(n)
         else: f += int(n)

@@ -215,14 +215,7 @@ pub async fn run(
         }
     }
     let summary = running.shutdown().await;
-    tracing::info!(
-        invocations = invocations.load(Ordering::Relaxed),
-        requests = summary.requests,
-        authentications = summary.upstream.auth_succeeded,
-        upstream_connections_created = summary.upstream.connections_created,
-        checkout_waits = summary.upstream.checkout_waits,
-        sessions_ended = summary.sessions_ended,
-        "mongo-pool shut down"
-    );
+    let counted = config.prewarm == Prewarm::Invoke;
+    summary.log(counted.then(|| invocations.load(Ordering::Relaxed)));
     Ok(summary)
 }

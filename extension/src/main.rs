@@ -138,15 +138,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     wait_for_termination().await;
-    let summary = running.shutdown().await;
-    tracing::info!(
-        requests = summary.requests,
-        authentications = summary.upstream.auth_succeeded,
-        upstream_connections_created = summary.upstream.connections_created,
-        checkout_waits = summary.upstream.checkout_waits,
-        sessions_ended = summary.sessions_ended,
-        "mongo-pool stopped"
-    );
+    running.shutdown().await.log(None);
     ExitCode::SUCCESS
 }
 

@@ -53,6 +53,21 @@ pub struct Summary {
     pub sessions_ended: usize,
 }
 
+impl Summary {
+    /// Logs the one summary line of a run; `invocations` when the extension counted them.
+    pub fn log(&self, invocations: Option<u64>) {
+        tracing::info!(
+            invocations,
+            requests = self.requests,
+            authentications = self.upstream.auth_succeeded,
+            upstream_connections_created = self.upstream.connections_created,
+            checkout_waits = self.upstream.checkout_waits,
+            sessions_ended = self.sessions_ended,
+            "mongo-pool stopped"
+        );
+    }
+}
+
 /// A started proxy.
 #[derive(Debug)]
 pub struct Running {

@@ -252,28 +252,13 @@ impl Index {
                     .any(|t| t.iter().zip(k.iter()).all(|(a, b)| equal(a, b)))
             });
             if let Some(tuple) = clash {
-                let key_value: Document = self
-                    .key
-                    .keys()
-                    .cloned()
-                    .zip(tuple.iter().cloned())
-                    .collect();
-                return Some(DuplicateKey {
-                    errmsg: format!(
-                        "E11000 duplicate key error collection: {ns} index: {} dup key: {}",
-                        self.name,
-                        render::document(&key_value)
-                    ),
-                    key_pattern: self.key.clone(),
-                    key_value,
-                });
+                return Some(self.duplicate_error(ns, tuple));
             }
         }
         None
     }
 }
 
-/// The name drivers generate: `a_1_b_-1`.
 /// Appends an encoding of `value` under which values that compare equal encode equally:
 /// numbers by value whatever their type, documents and arrays element by element.
 fn canonical(value: &Bson, out: &mut Vec<u8>) {
@@ -327,6 +312,7 @@ fn canonical(value: &Bson, out: &mut Vec<u8>) {
     }
 }
 
+/// The name drivers generate: `a_1_b_-1`.
 pub(crate) fn default_name(key: &Document) -> String {
     key.iter()
         .map(|(k, v)| match v {
