@@ -38,12 +38,21 @@ pub fn target_bin_dir() -> PathBuf {
     dir
 }
 
-/// The path of a workspace binary (`atlas-sim`, `mongo-pool`, ...), built by `cargo build`.
+/// The path of a workspace binary (`atlas-sim`, `lambda-sim`, `mongo-pool`, `bootstrap`, ...).
+///
+/// When it is missing (say `cargo test -p mongo-pool-client` ran on a fresh checkout, which
+/// builds no other package's binaries), the workspace's binaries are built once, for the
+/// profile of the running test, with the cargo that runs it. With `MONGO_POOL_BIN_DIR` set,
+/// nothing is built.
 ///
 /// # Errors
-/// When the binary has not been built.
+/// When the binary is missing and cannot be built.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
-    let path = target_bin_dir().join(name);
+    let dir = target_bin_dir();
+    let path = dir.join(name);
+    if !path.exists() && std::env::var_os("MONGO_POOL_BIN_DIR").is_none() {
+        build_binaries(&dir)?;
+    }
     if !path.exists() {
         bail!(
             "{} is missing: run `cargo build --workspace --bins` (make test does)",
@@ -51,6 +60,52 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// `cargo build --workspace --bins` into the target directory that holds `bin_dir`, at most
+/// once per test process.
+fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
+    static BUILT: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match *built {
+        Some(true) => return Ok(()),
+        Some(false) => bail!("building the workspace's binaries failed earlier in this run"),
+        None => {}
+    }
+    let profile = bin_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the test executable is not under target/<profile>/")?
+        .to_owned();
+    let target_dir = bin_dir
+        .parent()
+        .context("the test executable is not under target/<profile>/")?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("testkit has no parent directory")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "--workspace", "--bins", "--target-dir"])
+        .arg(target_dir);
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    eprintln!("building the workspace's binaries: {cmd:?}");
+    let status = cmd.status().context("running cargo build")?;
+    *built = Some(status.success());
+    if !status.success() {
+        bail!("`cargo build --workspace --bins` failed ({status})");
+    }
+    Ok(())
 }
 
 /// A running atlas-sim.
