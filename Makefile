@@ -33,8 +33,12 @@ toolchain: ## Rust components the targets use
 	@rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 .PHONY: build
-build: ## debug builds of the binaries tests start (atlas-sim, mongo-pool)
+build: ## debug builds of every binary (mongo-pool, bootstrap, atlas-sim, lambda-sim)
 	$(CARGO) build --workspace --bins
+
+.PHONY: demo
+demo: toolchain build ## mongo-pool + the sample function under lambda-sim, against atlas-sim
+	python3 scripts/demo.py
 
 .PHONY: test
 test: toolchain venv node build ## install what tests need, run every suite, print a summary
@@ -56,3 +60,47 @@ fuzz: ## run each fuzz target for FUZZ_SECONDS (default 60); fails on a crash
 .PHONY: bench
 bench: ## benchmarks (for now: the wire codec's criterion bench, bytes/s)
 	$(CARGO) bench -p mongo-pool-wire --bench decode
+
+# ---- The Lambda layer and SAM (issue 8) ------------------------------------------------------
+# Static musl binaries of the distribution profile (lto, stripped), cross-compiled with zig;
+# `make test` keeps building with the dev profile.
+MUSL_X86_64 := x86_64-unknown-linux-musl
+MUSL_ARM64 := aarch64-unknown-linux-musl
+DIST_DIR = target/$(1)/dist
+LAYER_DIR := target/layer
+ZIGBUILD := PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) zigbuild --locked --profile dist
+
+$(VENV)/.layer-tools: $(VENV)/.installed layer/build-requirements.txt
+	$(VENV)/bin/pip install --quiet -r layer/build-requirements.txt
+	touch $@
+
+.PHONY: layer-tools
+layer-tools: $(VENV)/.layer-tools ## zig, cargo-zigbuild and the SAM CLI (into the venv), musl targets
+	rustup target add $(MUSL_X86_64) $(MUSL_ARM64) >/dev/null
+
+.PHONY: dist
+dist: layer-tools ## static musl builds of mongo-pool (both architectures) and bootstrap (arm64)
+	$(ZIGBUILD) --target $(MUSL_X86_64) -p mongo-pool --bin mongo-pool
+	$(ZIGBUILD) --target $(MUSL_ARM64) -p mongo-pool --bin mongo-pool
+	$(ZIGBUILD) --target $(MUSL_ARM64) -p sample-function --bin bootstrap
+
+.PHONY: layer
+layer: dist ## target/layer/mongo-pool-{x86_64,arm64}.zip
+	scripts/layer.sh stage $(call DIST_DIR,$(MUSL_X86_64))/mongo-pool $(LAYER_DIR)/x86_64
+	scripts/layer.sh stage $(call DIST_DIR,$(MUSL_ARM64))/mongo-pool $(LAYER_DIR)/arm64
+	scripts/layer.sh zip $(LAYER_DIR)/x86_64 $(LAYER_DIR)/mongo-pool-x86_64.zip
+	scripts/layer.sh zip $(LAYER_DIR)/arm64 $(LAYER_DIR)/mongo-pool-arm64.zip
+
+.PHONY: layer-check
+layer-check: layer ## make layer, then sam build, and check layouts, linkage, arm64 under qemu
+	scripts/layer.sh check
+
+# The targets `sam build` calls (BuildMethod: makefile), with ARTIFACTS_DIR set. They copy what
+# `make layer` staged; run `make layer` first (`make layer-check` does).
+.PHONY: build-MongoPoolLayerX8664 build-MongoPoolLayerArm64 build-NotesFunction
+build-MongoPoolLayerX8664:
+	scripts/layer.sh artifact $(LAYER_DIR)/x86_64 "$(ARTIFACTS_DIR)"
+build-MongoPoolLayerArm64:
+	scripts/layer.sh artifact $(LAYER_DIR)/arm64 "$(ARTIFACTS_DIR)"
+build-NotesFunction:
+	scripts/layer.sh function $(call DIST_DIR,$(MUSL_ARM64))/bootstrap "$(ARTIFACTS_DIR)"
