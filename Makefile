@@ -96,11 +96,14 @@ layer-check: layer ## make layer, then sam build, and check layouts, linkage, ar
 	scripts/layer.sh check
 
 # The targets `sam build` calls (BuildMethod: makefile), with ARTIFACTS_DIR set. They copy what
-# `make layer` staged; run `make layer` first (`make layer-check` does).
+# `make layer` built, and run it first only when its output is missing.
 .PHONY: build-MongoPoolLayerX8664 build-MongoPoolLayerArm64 build-NotesFunction
 build-MongoPoolLayerX8664:
+	[ -f $(LAYER_DIR)/x86_64/extensions/mongo-pool ] || $(MAKE) layer
 	scripts/layer.sh artifact $(LAYER_DIR)/x86_64 "$(ARTIFACTS_DIR)"
 build-MongoPoolLayerArm64:
+	[ -f $(LAYER_DIR)/arm64/extensions/mongo-pool ] || $(MAKE) layer
 	scripts/layer.sh artifact $(LAYER_DIR)/arm64 "$(ARTIFACTS_DIR)"
 build-NotesFunction:
+	[ -f $(call DIST_DIR,$(MUSL_ARM64))/bootstrap ] || $(MAKE) dist
 	scripts/layer.sh function $(call DIST_DIR,$(MUSL_ARM64))/bootstrap "$(ARTIFACTS_DIR)"
