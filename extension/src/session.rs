@@ -9,7 +9,7 @@
 //! (no member in time, no pooled connection in time) are answered with a retryable error.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bson::{Document, RawDocumentBuf, doc};
 use futures_util::{SinkExt, StreamExt};
@@ -30,6 +30,13 @@ use crate::route::{Request, Target};
 use crate::stats;
 use crate::topology::{Failure, STATE_CHANGE_CODES, SelectionError};
 use crate::upstream::connection::BrokenReason;
+
+/// How long a message that has started arriving may take to arrive whole. An idle connection
+/// (no byte of a next message yet) may wait for ever; one that sent part of a message and
+/// stalled would hold a client slot for ever (a slow-loris), so it is closed as malformed.
+pub const PARTIAL_MESSAGE_LIMIT: Duration = Duration::from_secs(5);
+/// How often a waiting connection looks for a stalled partial message.
+const STALL_CHECK: Duration = Duration::from_millis(500);
 
 /// What to do after a request.
 enum Action {
@@ -62,11 +69,29 @@ pub async fn run(proxy: Arc<Proxy>, stream: UnixStream, shutdown: CancellationTo
             connection_id,
             next_reply_id: 1,
         };
+        let mut partial_since: Option<Instant> = None;
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => break,
                 next = framed.next() => next,
+                () = tokio::time::sleep(STALL_CHECK) => {
+                    // `framed.next()` is cancel-safe: bytes read so far stay in its buffer.
+                    if framed.read_buffer().is_empty() {
+                        partial_since = None;
+                        continue;
+                    }
+                    let since = *partial_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < PARTIAL_MESSAGE_LIMIT {
+                        continue;
+                    }
+                    session.malformed(&format!(
+                        "{} bytes of a message and nothing more for {PARTIAL_MESSAGE_LIMIT:?}",
+                        framed.read_buffer().len()
+                    ));
+                    break;
+                }
             };
+            partial_since = None;
             let frame = match next {
                 None => break,
                 Some(Ok(frame)) => frame,
