@@ -73,6 +73,16 @@ fn forbidden(error_type: &str, message: &str) -> Response {
     error(StatusCode::FORBIDDEN, error_type, message)
 }
 
+/// The reply to a `/next` that can no longer get an event: the environment is being torn down
+/// and the channel its events came from is closed.
+fn internal_error() -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalServerError",
+        "Internal Server Error",
+    )
+}
+
 fn accepted() -> Response {
     (StatusCode::ACCEPTED, axum::Json(json!({ "status": "OK" }))).into_response()
 }

@@ -143,11 +143,7 @@ pub(super) async fn extension_next(
     shared.notify();
     let mut receiver = receiver.lock().await;
     let Some(event) = receiver.recv().await else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            "Internal Server Error",
-        );
+        return internal_error();
     };
     drop(receiver);
     shared.update(|state| {

@@ -10,11 +10,7 @@ pub(super) async fn runtime_next(State(shared): State<Arc<Shared>>) -> Response 
     });
     let mut receiver = receiver.lock().await;
     let Some(event) = receiver.recv().await else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            "Internal Server Error",
-        );
+        return internal_error();
     };
     drop(receiver);
     let platform = &shared.platform;
