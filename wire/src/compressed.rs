@@ -183,8 +183,11 @@ fn decompress_payload(
         }
         Compressor::Zlib => inflate(payload, size)?,
         Compressor::Zstd => {
-            let decoder = zstd::stream::read::Decoder::new(payload)
-                .map_err(|e| WireError::Decompress(format!("zstd: {e}")))?;
+            let zstd_error = |e: std::io::Error| WireError::Decompress(format!("zstd: {e}"));
+            let mut decoder = zstd::stream::read::Decoder::new(payload).map_err(zstd_error)?;
+            decoder
+                .window_log_max(zstd_window_log_max(size))
+                .map_err(zstd_error)?;
             bounded_read(decoder, size, "zstd")?
         }
     };
@@ -192,6 +195,19 @@ fn decompress_payload(
         return Err(wrong_size(out.len()));
     }
     Ok(out)
+}
+
+/// The largest zstd window (as a power of two) a frame that decompresses to `size` bytes may ask
+/// for. The decoder allocates the window its frame header names, up to 128 MiB by default, so a
+/// few bytes of header could otherwise cost that much memory whatever the claimed size. A
+/// window never needs to be larger than the content; 4 MiB (2^22) is allowed whatever the size,
+/// because encoders that do not know the content size pick windows up to that at their usual
+/// levels.
+fn zstd_window_log_max(size: usize) -> u32 {
+    const MIN: u32 = 22;
+    const MAX: u32 = 27;
+    let needed = usize::BITS - size.saturating_sub(1).leading_zeros();
+    needed.clamp(MIN, MAX)
 }
 
 /// Inflates one whole zlib stream of at most `size` bytes. Unlike `flate2::read::ZlibDecoder`,

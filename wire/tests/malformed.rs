@@ -738,3 +738,25 @@ fn a_decompression_bomb_is_cut_at_the_claimed_size() {
         assert!(matches!(err, WireError::Decompress(_)), "{id}");
     }
 }
+
+/// A zstd frame header names the window its decoder must allocate. One that asks for 128 MiB to
+/// decode a 1 KB message is refused instead of allocated; the same content with a window that
+/// fits its size decodes.
+#[test]
+fn a_zstd_frame_that_asks_for_a_window_far_beyond_its_size_is_refused() {
+    let plain = ping_msg_body();
+    let size = size_of(&plain);
+    let encode = |window_log: u32| {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.include_contentsize(false).unwrap();
+        encoder.window_log(window_log).unwrap();
+        encoder.write_all(&plain).unwrap();
+        encoder.finish().unwrap()
+    };
+    assert!(decompress(&compressed_body(OP_MSG, size, 3, &encode(20))).is_ok());
+    let err = decompress(&compressed_body(OP_MSG, size, 3, &encode(27))).unwrap_err();
+    assert!(
+        matches!(&err, WireError::Decompress(m) if m.starts_with("zstd:")),
+        "{err:?}"
+    );
+}
