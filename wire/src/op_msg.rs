@@ -241,8 +241,14 @@ impl<'a> OpMsgBuilder<'a> {
     ///
     /// # Errors
     /// [`WireError::MessageLength`] when it would exceed `MAX_MESSAGE_SIZE`;
-    /// [`WireError::InvalidCString`] when an identifier contains a NUL.
+    /// [`WireError::InvalidCString`] when an identifier contains a NUL;
+    /// [`WireError::UnknownRequiredFlags`] when a flag bit below 16 that the protocol does not
+    /// define is set (a peer would have to refuse the message, as [`OpMsg::parse`] does).
     pub fn build(self) -> Result<Frame, WireError> {
+        let unknown = self.flags.unknown_required();
+        if unknown != 0 {
+            return Err(WireError::UnknownRequiredFlags(unknown));
+        }
         let mut total = HEADER_LEN + 4 + 1 + self.body.as_bytes().len();
         for (identifier, docs) in &self.sequences {
             if identifier.contains('\0') {

@@ -96,6 +96,24 @@ fn op_msg_builder_accepts_an_empty_sequence_and_rejects_a_nul_identifier() {
 }
 
 #[test]
+fn op_msg_builder_refuses_flag_bits_a_peer_must_reject() {
+    let body = rawdoc! { "ping": 1, "$db": "admin" };
+    // Bit 2 is neither checksumPresent, moreToCome nor exhaustAllowed, and below bit 16: a
+    // parser must refuse it, so the builder does not make it.
+    let err = OpMsgBuilder::new(&body)
+        .flags(MsgFlags::from_bits(1 << 2))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, WireError::UnknownRequiredFlags(4)), "{err:?}");
+    // Optional bits (16 and up) pass, and the message parses.
+    let frame = OpMsgBuilder::new(&body)
+        .flags(MsgFlags::from_bits(1 << 20).with(MsgFlags::EXHAUST_ALLOWED))
+        .build()
+        .unwrap();
+    assert!(frame.op_msg().unwrap().flags.contains(MsgFlags::EXHAUST_ALLOWED));
+}
+
+#[test]
 fn op_query_and_op_reply_round_trip() {
     let hello = rawdoc! { "isMaster": 1, "helloOk": true, "client": { "driver": { "name": "x" } } };
     let query = OpQueryBuilder::new("admin.$cmd", &hello)
