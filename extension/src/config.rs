@@ -29,7 +29,9 @@ pub const ENV_URI: &str = "MONGO_POOL_URI";
 pub const ENV_SOCKET: &str = "MONGO_POOL_SOCKET";
 /// `auto`, `lambda` or `sidecar`.
 pub const ENV_MODE: &str = "MONGO_POOL_MODE";
-/// Log level filter (`tracing_subscriber::EnvFilter` syntax).
+/// Log level filter: a level (`info`) or comma-separated `target=level` directives with an
+/// optional default level (`mongo_pool=debug,warn`), as `tracing_subscriber::filter::Targets`
+/// parses them.
 pub const ENV_LOG: &str = "MONGO_POOL_LOG";
 /// `json` or `text`.
 pub const ENV_LOG_FORMAT: &str = "MONGO_POOL_LOG_FORMAT";
@@ -346,7 +348,7 @@ impl Config {
             }
         };
         let log_filter = get(ENV_LOG)?.unwrap_or_else(|| DEFAULT_LOG.into());
-        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&log_filter) {
+        if let Err(err) = log_filter.parse::<tracing_subscriber::filter::Targets>() {
             return Err(invalid(
                 ENV_LOG,
                 &log_filter,

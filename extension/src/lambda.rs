@@ -6,16 +6,16 @@
 //! SHUTDOWN drains, ends sessions, closes every upstream connection and exits well inside the
 //! 2,000 ms the extensions share. Invalid configuration is reported with
 //! `/extension/init/error` (`Extension.ConfigInvalid`) before exiting non-zero.
+//!
+//! The three calls it needs (register, `/event/next`, `init/error`) are plain HTTP/1 requests on
+//! the hyper client the crate already has, so the binary carries no second Lambda client stack.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use lambda_extension::{Extension, LambdaEvent, NextEvent, service_fn};
-use tokio::sync::Notify;
 
 use crate::config::{Config, Prewarm};
 use crate::listener::Socket;
@@ -51,51 +51,133 @@ pub async fn report_init_error(
     error_type: &str,
     message: &str,
 ) -> Result<(), LambdaError> {
-    let registered = Extension::new()
-        .with_extension_name(EXTENSION_NAME)
-        .with_events(&[])
-        .register()
+    let api = ExtensionsApi::new(runtime_api);
+    let extension_id = api.register(&[]).await?;
+    api.post_error(&extension_id, "init", error_type, message)
         .await
-        .map_err(|e| LambdaError::Api(e.to_string()))?;
-    post_error(
-        runtime_api,
-        &registered.extension_id,
-        "init",
-        error_type,
-        message,
-    )
-    .await
 }
 
-async fn post_error(
-    runtime_api: &str,
-    id: &str,
-    phase: &str,
-    error_type: &str,
-    message: &str,
-) -> Result<(), LambdaError> {
-    let body =
-        serde_json::json!({ "errorMessage": message, "errorType": error_type, "stackTrace": [] })
-            .to_string();
-    let request = http::Request::post(format!(
-        "http://{runtime_api}/2020-01-01/extension/{phase}/error"
-    ))
-    .header("Lambda-Extension-Identifier", id)
-    .header("Lambda-Extension-Function-Error-Type", error_type)
-    .header("Content-Type", "application/json")
-    .body(Full::new(bytes::Bytes::from(body)))
-    .map_err(|e| LambdaError::Api(e.to_string()))?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| LambdaError::Api(e.to_string()))?;
-    let status = response.status();
-    let _ = response.into_body().collect().await;
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(LambdaError::Api(format!("{phase}/error answered {status}")))
+/// The Extensions API at `AWS_LAMBDA_RUNTIME_API`: one HTTP/1 client, plain requests.
+struct ExtensionsApi {
+    base: String,
+    client: Client<HttpConnector, Full<bytes::Bytes>>,
+}
+
+/// What `/event/next` delivered.
+enum NextEvent {
+    Invoke,
+    Shutdown { reason: String, deadline_ms: u64 },
+}
+
+impl ExtensionsApi {
+    fn new(runtime_api: &str) -> Self {
+        Self {
+            base: format!("http://{runtime_api}/2020-01-01/extension"),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends `request`; returns the status, headers and the whole body.
+    async fn send(
+        &self,
+        request: http::Request<Full<bytes::Bytes>>,
+    ) -> Result<(http::response::Parts, bytes::Bytes), LambdaError> {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| LambdaError::Api(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| LambdaError::Api(e.to_string()))?
+            .to_bytes();
+        Ok((parts, body))
+    }
+
+    /// `POST /register` for `events` under [`EXTENSION_NAME`]; returns the extension id.
+    async fn register(&self, events: &[&str]) -> Result<String, LambdaError> {
+        let body = serde_json::json!({ "events": events }).to_string();
+        let request = http::Request::post(format!("{}/register", self.base))
+            .header("Lambda-Extension-Name", EXTENSION_NAME)
+            .header("Content-Type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| LambdaError::Api(e.to_string()))?;
+        let (parts, _) = self.send(request).await?;
+        if !parts.status.is_success() {
+            return Err(LambdaError::Api(format!(
+                "unable to register the extension: {}",
+                parts.status
+            )));
+        }
+        parts
+            .headers
+            .get("Lambda-Extension-Identifier")
+            .and_then(|id| id.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| LambdaError::Api("missing extension id header".into()))
+    }
+
+    /// `GET /event/next`: blocks until Lambda has an event for this extension.
+    async fn next_event(&self, extension_id: &str) -> Result<NextEvent, LambdaError> {
+        let request = http::Request::get(format!("{}/event/next", self.base))
+            .header("Lambda-Extension-Identifier", extension_id)
+            .body(Full::default())
+            .map_err(|e| LambdaError::Api(e.to_string()))?;
+        let (parts, body) = self.send(request).await?;
+        if !parts.status.is_success() {
+            return Err(LambdaError::Api(format!(
+                "event/next answered {}",
+                parts.status
+            )));
+        }
+        let event: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| LambdaError::Api(format!("event/next: {e}")))?;
+        match event["eventType"].as_str() {
+            Some("INVOKE") => Ok(NextEvent::Invoke),
+            Some("SHUTDOWN") => Ok(NextEvent::Shutdown {
+                reason: event["shutdownReason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                deadline_ms: event["deadlineMs"].as_u64().unwrap_or_default(),
+            }),
+            other => Err(LambdaError::Api(format!(
+                "event/next: unknown eventType {other:?}"
+            ))),
+        }
+    }
+
+    /// `POST /{phase}/error` with Lambda's error document.
+    async fn post_error(
+        &self,
+        extension_id: &str,
+        phase: &str,
+        error_type: &str,
+        message: &str,
+    ) -> Result<(), LambdaError> {
+        let body = serde_json::json!({
+            "errorMessage": message,
+            "errorType": error_type,
+            "stackTrace": []
+        })
+        .to_string();
+        let request = http::Request::post(format!("{}/{phase}/error", self.base))
+            .header("Lambda-Extension-Identifier", extension_id)
+            .header("Lambda-Extension-Function-Error-Type", error_type)
+            .header("Content-Type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| LambdaError::Api(e.to_string()))?;
+        let (parts, _) = self.send(request).await?;
+        if parts.status.is_success() {
+            Ok(())
+        } else {
+            Err(LambdaError::Api(format!(
+                "{phase}/error answered {}",
+                parts.status
+            )))
+        }
     }
 }
 
@@ -109,74 +191,21 @@ pub async fn run(
     socket: Socket,
     lookup: impl Fn(&str) -> Option<String> + Send + Sync + Clone + 'static,
 ) -> Result<Summary, LambdaError> {
-    let invocations = Arc::new(AtomicU64::new(0));
-    let shutdown = Arc::new(Notify::new());
-    let deadline_ms = Arc::new(AtomicU64::new(0));
     let events: &'static [&'static str] = match config.prewarm {
         Prewarm::Off => &["SHUTDOWN"],
         Prewarm::Invoke => &["INVOKE", "SHUTDOWN"],
     };
-    // The pool's state is needed by the INVOKE handler, which is built before the pool starts.
-    let topology_slot: Arc<std::sync::OnceLock<Arc<crate::topology::Topology>>> = Arc::default();
-    let processor = {
-        let (invocations, shutdown, deadline_ms, topology_slot) = (
-            Arc::clone(&invocations),
-            Arc::clone(&shutdown),
-            Arc::clone(&deadline_ms),
-            Arc::clone(&topology_slot),
-        );
-        service_fn(move |event: LambdaEvent| {
-            let (invocations, shutdown, deadline_ms, topology_slot) = (
-                Arc::clone(&invocations),
-                Arc::clone(&shutdown),
-                Arc::clone(&deadline_ms),
-                Arc::clone(&topology_slot),
-            );
-            async move {
-                match event.next {
-                    NextEvent::Invoke(_) => {
-                        invocations.fetch_add(1, Ordering::Relaxed);
-                        if let Some(topology) = topology_slot.get() {
-                            topology.request_check();
-                        }
-                    }
-                    NextEvent::Shutdown(e) => {
-                        tracing::info!(
-                            reason = e.shutdown_reason,
-                            deadline_ms = e.deadline_ms,
-                            "SHUTDOWN"
-                        );
-                        deadline_ms.store(e.deadline_ms, Ordering::Relaxed);
-                        shutdown.notify_one();
-                    }
-                }
-                Ok::<(), lambda_extension::Error>(())
-            }
-        })
-    };
-    let registered = Extension::new()
-        .with_extension_name(EXTENSION_NAME)
-        .with_events(events)
-        .with_events_processor(processor)
-        .register()
-        .await
-        .map_err(|e| LambdaError::Api(e.to_string()))?;
-    let extension_id = registered.extension_id.clone();
+    let api = ExtensionsApi::new(&runtime_api);
+    let extension_id = api.register(events).await?;
     let running = match serve::start(&config, socket, lookup).await {
         Ok(running) => running,
         Err(e) => {
-            let _ = post_error(
-                &runtime_api,
-                &extension_id,
-                "init",
-                CONFIG_INVALID,
-                &e.to_string(),
-            )
-            .await;
+            let _ = api
+                .post_error(&extension_id, "init", CONFIG_INVALID, &e.to_string())
+                .await;
             return Err(e.into());
         }
     };
-    let _ = topology_slot.set(Arc::clone(&running.proxy.topology));
     if config.init_fail_fast {
         let deadline = Instant::now() + INIT_DEADLINE.min(config.uri.server_selection_timeout);
         if let Err(e) = running
@@ -189,33 +218,37 @@ pub async fn run(
             .await
         {
             let message = format!("mongo-pool could not reach Atlas during Init: {e}");
-            let _ = post_error(
-                &runtime_api,
-                &extension_id,
-                "init",
-                CONNECT_FAILED,
-                &message,
-            )
-            .await;
+            let _ = api
+                .post_error(&extension_id, "init", CONNECT_FAILED, &message)
+                .await;
             running.shutdown().await;
             return Err(LambdaError::Api(message));
         }
     }
-    // The /next loop runs until the process exits; SHUTDOWN wakes us through `shutdown`.
-    let events_loop = tokio::spawn(registered.run());
-    tokio::select! {
-        () = shutdown.notified() => {}
-        result = events_loop => {
-            let message = match result {
-                Ok(Ok(())) => "the Extensions API loop ended".to_owned(),
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-            };
-            tracing::error!(error = message, "lost the Extensions API");
+    // The /next loop: INVOKE (only with MONGO_POOL_PREWARM=invoke) re-validates idle
+    // connections, SHUTDOWN ends it; a broken API ends it too, so the pool still drains.
+    let mut invocations: u64 = 0;
+    loop {
+        match api.next_event(&extension_id).await {
+            Ok(NextEvent::Invoke) => {
+                invocations += 1;
+                running.proxy.topology.request_check();
+            }
+            Ok(NextEvent::Shutdown {
+                reason,
+                deadline_ms,
+            }) => {
+                tracing::info!(reason, deadline_ms, "SHUTDOWN");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "lost the Extensions API");
+                break;
+            }
         }
     }
     let summary = running.shutdown().await;
     let counted = config.prewarm == Prewarm::Invoke;
-    summary.log(counted.then(|| invocations.load(Ordering::Relaxed)));
+    summary.log(counted.then_some(invocations));
     Ok(summary)
 }

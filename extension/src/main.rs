@@ -159,16 +159,22 @@ async fn wait_for_termination() {
 }
 
 fn init_logging(config: Option<&Config>) {
-    use tracing_subscriber::EnvFilter;
-    let filter = config.map_or_else(|| "info".to_owned(), |c| c.log_filter.clone());
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // `Config` has parsed the filter once already; without a config, `info`.
+    let filter = config
+        .and_then(|c| c.log_filter.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
+        // aws-sigv4 traces the canonical request and the string to sign: the session token and
+        // what the signature is computed from. Never logged, whatever MONGO_POOL_LOG says.
+        .with_target("aws_sigv4", tracing::level_filters::LevelFilter::OFF);
     let json = config.is_some_and(|c| c.log_format == mongo_pool::config::LogFormat::Json);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(filter))
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().try_init()
+        builder.json().finish().with(filter).try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(filter).try_init()
     };
 }
 
