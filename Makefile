@@ -7,6 +7,7 @@ CARGO ?= cargo
 VENV := .venv
 NODE_DRIVERS := tests/drivers/node
 FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 600
 
 .PHONY: help
 help: ## list the targets
@@ -49,13 +50,27 @@ fmt: ## format the code
 	$(CARGO) fmt --all
 
 .PHONY: lint
-lint: toolchain ## rustfmt check + clippy with warnings as errors
+lint: toolchain ## rustfmt check + clippy with warnings as errors + cargo deny (licences, bans, sources)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(CARGO) deny --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
+	$(CARGO) deny --config deny.toml check licenses bans sources
+	@# The fuzz crates (their own workspaces, never shipped) against the same deny.toml; the
+	@# workspace's skips and exceptions they do not need are not warned about there.
+	for fuzz in wire/fuzz extension/fuzz; do \
+		$(CARGO) deny --manifest-path $$fuzz/Cargo.toml --config deny.toml check \
+			-A unmatched-skip -A unnecessary-skip -A license-exception-not-encountered \
+			licenses bans sources; \
+	done
 
 .PHONY: fuzz
-fuzz: ## run each fuzz target for FUZZ_SECONDS (default 60); fails on a crash
+fuzz: ## run each fuzz target (wire: decode, inspect; extension: uri, route) for FUZZ_SECONDS (default 60)
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+.PHONY: soak
+soak: toolchain venv ## SOAK_SECONDS (default 600) of traffic from 32 clients under faults; checks writes, leaks, RSS
+	$(CARGO) build -p mongo-pool --bin mongo-pool -p mongo-pool-testkit --bin atlas-sim
+	SOAK_SECONDS=$(SOAK_SECONDS) $(VENV)/bin/python scripts/soak.py
 
 .PHONY: bench
 bench: ## benchmarks (for now: the wire codec's criterion bench, bytes/s)

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Fuzzes mongo-pool-wire: runs each cargo-fuzz target in wire/fuzz for a bounded time.
+# Runs each cargo-fuzz target for a bounded time: wire/fuzz (the wire decoder, the command
+# inspector) and extension/fuzz (the connection-string and configuration parser, the
+# downstream handshake and routing).
 #
 #   scripts/fuzz.sh [SECONDS]     # SECONDS per target, default 60
-#   FUZZ_TARGETS=inspect scripts/fuzz.sh 10    # only some targets
+#   FUZZ_TARGETS="uri route" scripts/fuzz.sh 10    # only some targets
 #
 # Installs cargo-fuzz when missing, uses a nightly toolchain when rustup has one (else stable
-# with RUSTC_BOOTSTRAP=1). Each target reads the checked-in seeds (wire/fuzz/corpus/seeds/<target>)
-# and grows a scratch corpus (wire/fuzz/corpus/<target>, git-ignored). Prints one line per
-# target; exits non-zero when any target crashes (the input is kept in wire/fuzz/artifacts/).
+# with RUSTC_BOOTSTRAP=1). Each target reads the checked-in seeds (<crate>/fuzz/corpus/seeds/<target>)
+# and grows a scratch corpus (<crate>/fuzz/corpus/<target>, git-ignored). Prints one line per
+# target; exits non-zero when any target crashes (the input is kept in <crate>/fuzz/artifacts/).
+# The fuzz crates build in their own target directories (<crate>/fuzz/target), whatever
+# CARGO_TARGET_DIR says.
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -17,8 +21,23 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [[ "$seconds" -eq 0 ]]; then
 fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-fuzz_dir="$root/wire/fuzz"
-targets=(${FUZZ_TARGETS:-decode inspect})
+targets=(${FUZZ_TARGETS:-decode inspect uri route})
+
+# The fuzz crate that holds a target.
+fuzz_dir_of() {
+    case "$1" in
+        decode | inspect) echo "$root/wire/fuzz" ;;
+        uri | route) echo "$root/extension/fuzz" ;;
+        *) return 1 ;;
+    esac
+}
+for target in "${targets[@]}"; do
+    if ! fuzz_dir_of "$target" >/dev/null; then
+        echo "unknown fuzz target: $target (known: decode inspect uri route)" >&2
+        exit 2
+    fi
+done
+unset CARGO_TARGET_DIR
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
@@ -36,6 +55,7 @@ trap 'rm -rf "$logs"' EXIT
 
 status=0
 for target in "${targets[@]}"; do
+    fuzz_dir="$(fuzz_dir_of "$target")"
     scratch="$fuzz_dir/corpus/$target"
     seeds="$fuzz_dir/corpus/seeds/$target"
     mkdir -p "$scratch"

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use bson::oid::ObjectId;
 use bson::{Document, doc};
 use mongo_pool_wire::inspect::Command;
 
@@ -20,7 +21,7 @@ pub const AUTH_REJECTION: &str =
 pub async fn reply(proxy: &Proxy, command: &Command<'_>, connection_id: i64) -> Document {
     let deadline = Instant::now() + proxy.options.server_selection_timeout;
     match proxy.topology.any_hello(deadline).await {
-        Some(upstream) => mongos_reply(proxy, command, connection_id, &upstream),
+        Some(upstream) => mongos_reply(command, connection_id, &upstream, proxy.service_id),
         None => doc! {
             "ok": 0.0,
             "errmsg": format!(
@@ -33,11 +34,13 @@ pub async fn reply(proxy: &Proxy, command: &Command<'_>, connection_id: i64) -> 
     }
 }
 
-fn mongos_reply(
-    proxy: &Proxy,
+/// The reply to `command` (a `hello`/`isMaster`) once an upstream member's `hello` is known:
+/// a mongos with the member's limits and wire versions. Public for the fuzz targets.
+pub fn mongos_reply(
     command: &Command<'_>,
     connection_id: i64,
     upstream: &HelloReply,
+    service_id: ObjectId,
 ) -> Document {
     let mut out = Document::new();
     if command.hello_ok {
@@ -62,7 +65,7 @@ fn mongos_reply(
     out.insert("maxWireVersion", upstream.max_wire_version);
     out.insert("readOnly", false);
     if command.load_balanced {
-        out.insert("serviceId", proxy.service_id);
+        out.insert("serviceId", service_id);
     }
     out.insert("ok", 1.0);
     out
