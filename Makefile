@@ -73,7 +73,12 @@ soak: toolchain venv ## SOAK_SECONDS (default 600) of traffic from 32 clients un
 	SOAK_SECONDS=$(SOAK_SECONDS) $(VENV)/bin/python scripts/soak.py
 
 .PHONY: bench
-bench: ## benchmarks (for now: the wire codec's criterion bench, bytes/s)
+bench: layer-tools ## mongo-pool vs the official driver vs the echo floor -> target/bench/report.{json,md}
+	$(ZIGBUILD) --target $(MUSL_X86_64) -p mongo-pool --bin mongo-pool
+	scripts/bench.sh
+
+.PHONY: bench-wire
+bench-wire: ## the wire codec's criterion bench (decode + inspect, bytes/s)
 	$(CARGO) bench -p mongo-pool-wire --bench decode
 
 # ---- The Lambda layer and SAM (issue 8) ------------------------------------------------------

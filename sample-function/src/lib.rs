@@ -34,9 +34,17 @@
 //! | `NOTES_DB` | `notes` | the database |
 //! | `NOTES_COLLECTION` | `notes` | the collection |
 //! | `MONGO_POOL_SOCKET` | `/tmp/mongo-pool.sock` | mongo-pool's socket (read by the client) |
+//! | `NOTES_INIT_DELAY_MS` | `0` | milliseconds `bootstrap` sleeps before anything else, standing for a heavier runtime's start (benchmarks) |
+//!
+//! # Reuse
+//!
+//! The event parsing ([`parse`]) and response shaping ([`respond`], [`put_response`],
+//! [`get_response`], [`list_response`], [`ping_response`]) are public so that another
+//! implementation of the same handler (the benchmarks' `direct-function`, on the official
+//! driver) answers with exactly the same JSON.
 #![forbid(unsafe_code)]
 
-use std::future::Future;
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use bson::{DateTime, Document, doc};
@@ -59,6 +67,16 @@ pub const DEFAULT_LIST_LIMIT: u64 = 20;
 pub const MAX_LIST_LIMIT: u64 = 100;
 /// The longest note id accepted.
 pub const MAX_ID_LEN: usize = 256;
+/// The variable holding the init delay in milliseconds (see [`init_delay`]).
+pub const INIT_DELAY_ENV: &str = "NOTES_INIT_DELAY_MS";
+
+/// How long the function sleeps at start, before its runtime loop: [`INIT_DELAY_ENV`] in
+/// milliseconds, zero when unset, empty or not a whole number.
+pub fn init_delay(lookup: impl Fn(&str) -> Option<String>) -> Duration {
+    lookup(INIT_DELAY_ENV)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_millis)
+}
 
 /// Where the notes live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,14 +105,27 @@ impl Config {
 
 /// A note as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Note {
-    _id: String,
-    body: Document,
-    updated_at: DateTime,
+pub struct Note {
+    /// The note's id.
+    pub _id: String,
+    /// What the `put` event carried.
+    pub body: Document,
+    /// When it was last written.
+    pub updated_at: DateTime,
 }
 
 impl Note {
-    fn to_json(&self) -> Value {
+    /// A note `id` with `body`, written now.
+    pub fn new(id: String, body: Document) -> Note {
+        Note {
+            _id: id,
+            body,
+            updated_at: DateTime::now(),
+        }
+    }
+
+    /// The note as a response shows it (`id`, `body`, `updated_at` in RFC 3339).
+    pub fn to_json(&self) -> Value {
         json!({
             "id": self._id,
             "body": serde_json::to_value(&self.body).unwrap_or(Value::Null),
@@ -123,16 +154,36 @@ impl Notes {
 
 /// A request, after validation.
 #[derive(Debug, Clone, PartialEq)]
-enum Request {
-    Put { id: String, body: Document },
-    Get { id: String },
-    List { limit: u64 },
+pub enum Request {
+    /// Create or replace note `id`.
+    Put {
+        /// The note's id.
+        id: String,
+        /// Its body.
+        body: Document,
+    },
+    /// Read note `id`.
+    Get {
+        /// The note's id.
+        id: String,
+    },
+    /// The `limit` most recently updated notes.
+    List {
+        /// How many, at most.
+        limit: u64,
+    },
+    /// A database ping.
     Ping,
 }
 
 /// A rejected event, or a failed database call: the `error` of the response.
 #[derive(Debug)]
-struct Failure(String);
+pub struct Failure(pub String);
+
+/// The sort of `list`: most recently updated first, then by id.
+pub fn list_sort() -> Document {
+    doc! {"updated_at": -1, "_id": 1}
+}
 
 fn bad(message: impl Into<String>) -> Failure {
     Failure(format!("bad event: {}", message.into()))
@@ -147,7 +198,11 @@ fn id_of(event: &Value) -> Result<String, Failure> {
     }
 }
 
-fn parse(event: &Value) -> Result<Request, Failure> {
+/// Validates an event into a [`Request`].
+///
+/// # Errors
+/// A [`Failure`] starting with `bad event:` that says what is wrong.
+pub fn parse(event: &Value) -> Result<Request, Failure> {
     if !event.is_object() {
         return Err(bad("the event must be a JSON object"));
     }
@@ -188,50 +243,87 @@ fn parse(event: &Value) -> Result<Request, Failure> {
 
 /// Times client calls: everything awaited through [`DbTimer::time`] counts towards `db_ms`.
 #[derive(Debug, Default)]
-struct DbTimer(Duration);
+pub struct DbTimer(Duration);
 
 impl DbTimer {
-    async fn time<T>(&mut self, call: impl Future<Output = T>) -> T {
+    /// Awaits `call` (a future, or anything that turns into one, as the `mongodb` driver's
+    /// actions do), adding the time it took.
+    pub async fn time<T>(&mut self, call: impl IntoFuture<Output = T>) -> T {
         let start = Instant::now();
         let out = call.await;
         self.0 += start.elapsed();
         out
     }
 
-    fn ms(&self) -> f64 {
+    /// The total so far, in milliseconds.
+    pub fn ms(&self) -> f64 {
         self.0.as_secs_f64() * 1000.0
     }
 }
 
-fn db_error(err: &mongo_pool_client::Error) -> Failure {
+/// A failed database call, whatever the client.
+pub fn db_error(err: &impl std::fmt::Display) -> Failure {
     Failure(format!("database error: {err}"))
+}
+
+/// The response of a `put` of note `id`.
+pub fn put_response(id: &str, created: bool) -> Value {
+    json!({"ok": true, "id": id, "created": created})
+}
+
+/// The response of a `get` (`note` is `None` when there is no such note).
+pub fn get_response(note: Option<&Note>) -> Value {
+    json!({"ok": true, "note": note.map(Note::to_json)})
+}
+
+/// The response of a `list`.
+pub fn list_response(notes: &[Note]) -> Value {
+    let list: Vec<Value> = notes.iter().map(Note::to_json).collect();
+    json!({"ok": true, "count": list.len(), "notes": list})
+}
+
+/// The response of a `ping`.
+pub fn ping_response() -> Value {
+    json!({"ok": true, "pong": true})
+}
+
+/// The final response: `outcome`, or `{"ok": false, "error": ...}` (logged with
+/// `request_id`), with `db_ms` from `timer` added.
+pub fn respond(outcome: Result<Value, Failure>, timer: &DbTimer, request_id: &str) -> Value {
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(Failure(error)) => {
+            tracing::warn!(request_id = %request_id, error = %error, "request failed");
+            json!({"ok": false, "error": error})
+        }
+    };
+    if let Some(object) = response.as_object_mut() {
+        object.insert("db_ms".into(), json!(timer.ms()));
+    }
+    response
 }
 
 async fn run(notes: &Notes, request: Request, timer: &mut DbTimer) -> Result<Value, Failure> {
     match request {
         Request::Put { id, body } => {
-            let note = Note {
-                _id: id.clone(),
-                body,
-                updated_at: DateTime::now(),
-            };
+            let note = Note::new(id.clone(), body);
             let upsert = UpdateOptions::new().upsert(true);
             let result = timer
                 .time(notes.notes.replace_one(doc! {"_id": &id}, &note, upsert))
                 .await
                 .map_err(|e| db_error(&e))?;
-            Ok(json!({"ok": true, "id": id, "created": result.upserted_id.is_some()}))
+            Ok(put_response(&id, result.upserted_id.is_some()))
         }
         Request::Get { id } => {
             let note = timer
                 .time(notes.notes.find_one(doc! {"_id": &id}, None))
                 .await
                 .map_err(|e| db_error(&e))?;
-            Ok(json!({"ok": true, "note": note.as_ref().map(Note::to_json)}))
+            Ok(get_response(note.as_ref()))
         }
         Request::List { limit } => {
             let options = FindOptions::new()
-                .sort(doc! {"updated_at": -1, "_id": 1})
+                .sort(list_sort())
                 .limit(i64::try_from(limit).unwrap_or(1));
             let found = timer
                 .time(async {
@@ -244,15 +336,14 @@ async fn run(notes: &Notes, request: Request, timer: &mut DbTimer) -> Result<Val
                 })
                 .await
                 .map_err(|e| db_error(&e))?;
-            let list: Vec<Value> = found.iter().map(Note::to_json).collect();
-            Ok(json!({"ok": true, "count": list.len(), "notes": list}))
+            Ok(list_response(&found))
         }
         Request::Ping => {
             timer
                 .time(notes.db.run_command(doc! {"ping": 1}))
                 .await
                 .map_err(|e| db_error(&e))?;
-            Ok(json!({"ok": true, "pong": true}))
+            Ok(ping_response())
         }
     }
 }
@@ -271,17 +362,7 @@ pub async fn handler(
         Ok(request) => run(notes, request, &mut timer).await,
         Err(failure) => Err(failure),
     };
-    let mut response = match outcome {
-        Ok(response) => response,
-        Err(Failure(error)) => {
-            tracing::warn!(request_id = %event.context.request_id, error = %error, "request failed");
-            json!({"ok": false, "error": error})
-        }
-    };
-    if let Some(object) = response.as_object_mut() {
-        object.insert("db_ms".into(), json!(timer.ms()));
-    }
-    Ok(response)
+    Ok(respond(outcome, &timer, &event.context.request_id))
 }
 
 #[cfg(test)]

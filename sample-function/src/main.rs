@@ -4,12 +4,14 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use mongo_pool_client::{Client, ClientOptions};
-use sample_function::{Config, Notes, handler};
+use sample_function::{Config, Notes, handler, init_delay};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    // Stands for a heavier runtime's start (NOTES_INIT_DELAY_MS; 0 by default).
+    tokio::time::sleep(init_delay(|name| std::env::var(name).ok())).await;
     let config = Config::from_lookup(|name| std::env::var(name).ok());
     let client = connect(ClientOptions::from_lookup(|name| std::env::var(name).ok())).await;
     let notes = Notes::new(&client, &config);
