@@ -208,7 +208,9 @@ pub async fn run(
     };
     if config.init_fail_fast {
         let deadline = Instant::now() + INIT_DEADLINE.min(config.uri.server_selection_timeout);
-        if let Err(e) = running
+        // A primary, and an authenticated connection to it: a member that refuses our
+        // credentials still answers `hello`.
+        let primary = running
             .proxy
             .topology
             .select(
@@ -216,7 +218,17 @@ pub async fn run(
                 deadline,
             )
             .await
-        {
+            .map_err(|e| e.to_string());
+        let reached = match primary {
+            Ok(server) => server
+                .pool
+                .check_out(deadline)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = reached {
             let message = format!("mongo-pool could not reach Atlas during Init: {e}");
             let _ = api
                 .post_error(&extension_id, "init", CONNECT_FAILED, &message)

@@ -170,11 +170,13 @@ fn init_logging(config: Option<&Config>) {
         // what the signature is computed from. Never logged, whatever MONGO_POOL_LOG says.
         .with_target("aws_sigv4", tracing::level_filters::LevelFilter::OFF);
     let json = config.is_some_and(|c| c.log_format == mongo_pool::config::LogFormat::Json);
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // The filter is the only one: `fmt()`'s builder would add its own INFO ceiling.
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().finish().with(filter).try_init()
+        registry.with(layer.json()).try_init()
     } else {
-        builder.finish().with(filter).try_init()
+        registry.with(layer).try_init()
     };
 }
 

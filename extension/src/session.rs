@@ -330,6 +330,15 @@ impl Session {
         self.msg(&body, request_id)
     }
 
+    /// Atlas refuses mongo-pool's credentials, and only a configuration change can fix that:
+    /// AuthenticationFailed without retry labels, so the driver reports it at once.
+    fn refusal(&mut self, errmsg: String, request_id: i32) -> Action {
+        DownstreamCounters::add(&self.proxy.downstream.errors);
+        let body =
+            doc! { "ok": 0.0, "errmsg": errmsg, "code": 18, "codeName": "AuthenticationFailed" };
+        self.msg(&body, request_id)
+    }
+
     async fn forward(
         &mut self,
         mut frame: Frame,
@@ -403,6 +412,12 @@ impl Session {
                     91,
                     "ShutdownInProgress",
                     format!("mongo-pool: {e}"),
+                    request_id,
+                );
+            }
+            Err(CheckoutError::Connect(e)) if e.refused_by().is_some() => {
+                return self.refusal(
+                    format!("mongo-pool could not authenticate to Atlas: {e}"),
                     request_id,
                 );
             }

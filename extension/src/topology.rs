@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{HostPort, Seeds, UriOptions};
 use crate::freeze::FreezeDetector;
 use crate::metrics::Metrics;
-use crate::pool::{Pool, PoolOptions};
+use crate::pool::{CheckoutError, Pool, PoolOptions};
 use crate::upstream::connect::Connector;
 use crate::upstream::handshake::{HelloReply, ServerKind, recheck_command};
 use crate::upstream::reply_ok;
@@ -545,6 +545,14 @@ impl Topology {
                             self.mark_unknown(&server, e);
                             server.pool.clear();
                         }
+                    }
+                }
+                Err(CheckoutError::Connect(e)) if e.refused_by().is_some() => {
+                    // The member is up and refuses us for good: keep what its `hello` says, so
+                    // drivers complete their handshake and get the refusal on their first
+                    // command instead of a server selection timeout.
+                    if let Some(hello) = e.refused_by() {
+                        self.apply(&server, Arc::clone(hello));
                     }
                 }
                 Err(e) => self.mark_unknown(&server, e.to_string()),

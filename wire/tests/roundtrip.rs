@@ -110,7 +110,13 @@ fn op_msg_builder_refuses_flag_bits_a_peer_must_reject() {
         .flags(MsgFlags::from_bits(1 << 20).with(MsgFlags::EXHAUST_ALLOWED))
         .build()
         .unwrap();
-    assert!(frame.op_msg().unwrap().flags.contains(MsgFlags::EXHAUST_ALLOWED));
+    assert!(
+        frame
+            .op_msg()
+            .unwrap()
+            .flags
+            .contains(MsgFlags::EXHAUST_ALLOWED)
+    );
 }
 
 #[test]

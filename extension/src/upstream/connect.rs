@@ -117,6 +117,8 @@ pub enum ConnectError {
         source: AuthError,
         /// What mongo-pool found out by asking STS itself.
         diagnosis: Option<Arc<Diagnosis>>,
+        /// The member's `hello`, answered before it refused the authentication.
+        hello: Option<Arc<HelloReply>>,
     },
     /// An earlier authentication failed and the backoff has not elapsed.
     #[error("authentication is backing off for {remaining:?} after: {last}")]
@@ -135,6 +137,22 @@ impl ConnectError {
             self,
             ConnectError::Auth { .. } | ConnectError::Backoff { .. } | ConnectError::Credentials(_)
         )
+    }
+
+    /// When the member answered `hello` and STS has told why the authentication was refused
+    /// (the credentials are rejected, or no database user maps to them), that `hello`: the
+    /// member is there and says what it is, and nothing but a configuration change will let
+    /// mongo-pool in. Not for throttling or an unreachable STS, which may pass by themselves.
+    pub fn refused_by(&self) -> Option<&Arc<HelloReply>> {
+        match self {
+            ConnectError::Auth {
+                diagnosis: Some(diagnosis),
+                hello: Some(hello),
+                ..
+            } if diagnosis.is_definitive() => Some(hello),
+            ConnectError::Backoff { last, .. } => last.refused_by(),
+            _ => None,
+        }
     }
 
     fn network(address: &HostPort, stage: Stage, e: &dyn std::fmt::Display) -> Self {
@@ -208,6 +226,14 @@ impl AuthGate {
         state.not_before = Some(Instant::now() + delay);
         state.last = Some(error.clone());
         delay
+    }
+
+    /// The diagnosis of the latest authentication failure, if STS was asked.
+    fn last_diagnosis(&self) -> Option<Arc<Diagnosis>> {
+        match &self.lock().last {
+            Some(ConnectError::Auth { diagnosis, .. }) => diagnosis.clone(),
+            _ => None,
+        }
     }
 
     fn succeeded(&self) {
@@ -486,12 +512,14 @@ impl Connector {
                         None => None,
                     }
                 } else {
-                    None
+                    // Asked once per episode: every later failure repeats what STS said.
+                    self.gate.last_diagnosis()
                 };
                 let error = ConnectError::Auth {
                     address: address.clone(),
                     source: auth_error,
                     diagnosis,
+                    hello: Some(Arc::clone(conn.hello())),
                 };
                 let delay = self.gate.failed(&error);
                 tracing::error!(%address, error = %error, retry_in_ms = delay.as_millis() as u64, "MONGODB-AWS authentication failed");

@@ -195,7 +195,7 @@ pub fn assert_logs_clean(logs: &str, errors: &[String]) {
 }
 
 /// `logs` without the records (a record and its continuation lines) whose target is rustls.
-fn without_rustls_records(logs: &str) -> String {
+pub fn without_rustls_records(logs: &str) -> String {
     let mut out = String::with_capacity(logs.len());
     let mut in_rustls = false;
     for line in logs.lines() {

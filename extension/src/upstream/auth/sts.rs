@@ -209,6 +209,15 @@ pub enum Diagnosis {
     },
 }
 
+impl Diagnosis {
+    /// Whether retrying cannot help until someone changes the credentials or the Atlas users:
+    /// STS rejected the credentials, or accepted them (so Atlas lacks the database user).
+    #[must_use]
+    pub fn is_definitive(&self) -> bool {
+        matches!(self, Diagnosis::Caller { .. } | Diagnosis::Rejected { .. })
+    }
+}
+
 impl fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
