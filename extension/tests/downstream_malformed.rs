@@ -8,10 +8,14 @@
 mod downstream_support {
     pub mod rig;
 }
+mod common {
+    pub mod bad_frames;
+}
 
 use std::time::Duration;
 
 use bson::{Document, doc};
+use common::bad_frames::{claims_two_gib, compressed_with_bogus_size, header, unknown_op_code};
 use downstream_support::rig::{client, pool, pool_stats, sim};
 use mongo_pool_testkit::pool_process::MongoPool;
 use mongo_pool_wire::OpMsgBuilder;
@@ -23,27 +27,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// How long mongo-pool gets to close a connection that sent bad input.
 const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
-fn header(length: i32, op_code: i32) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&length.to_le_bytes());
-    out.extend_from_slice(&7i32.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes());
-    out.extend_from_slice(&op_code.to_le_bytes());
-    out
-}
-
-fn claims_two_gib() -> Vec<u8> {
-    header(i32::MAX, 2013)
-}
-
 fn http_garbage() -> Vec<u8> {
     b"GET / HTTP/1.1\r\nHost: mongo-pool\r\n\r\n".to_vec()
-}
-
-fn unknown_op_code() -> Vec<u8> {
-    let mut out = header(20, 9999);
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out
 }
 
 fn op_msg_with_garbage_body() -> Vec<u8> {
@@ -51,15 +36,6 @@ fn op_msg_with_garbage_body() -> Vec<u8> {
     let mut out = header(i32::try_from(16 + 4 + body.len()).unwrap(), 2013);
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&body);
-    out
-}
-
-fn compressed_with_bogus_size() -> Vec<u8> {
-    let mut out = header(16 + 9 + 4, 2012);
-    out.extend_from_slice(&2013i32.to_le_bytes()); // originalOpcode
-    out.extend_from_slice(&i32::MAX.to_le_bytes()); // uncompressedSize
-    out.push(0); // noop
-    out.extend_from_slice(&[1, 2, 3, 4]);
     out
 }
 

@@ -10,6 +10,7 @@ mod faults_support {
     pub mod harness;
 }
 mod common {
+    pub mod bad_frames;
     pub mod rig;
 }
 
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
+use common::bad_frames::{claims_two_gib, compressed_with_bogus_size, unknown_op_code};
 use faults_support::harness::{
     Fault, assert_no_secret, assert_no_secret_strings, assert_no_secret_values, stop_and_read,
     tail, total, uri_with, wait_for, without_reply_dumps, without_rustls_records,
@@ -42,20 +44,6 @@ async fn bounded<F: std::future::Future<Output = ()>>(scenario: F) {
 
 // ---- 11. Bad downstream input: closed, logged, others unaffected, memory flat ------------------
 
-fn header(length: i32, op_code: i32) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&length.to_le_bytes());
-    out.extend_from_slice(&7i32.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes());
-    out.extend_from_slice(&op_code.to_le_bytes());
-    out
-}
-
-/// A header claiming a 2 GiB OP_MSG.
-fn claims_two_gib() -> Vec<u8> {
-    header(i32::MAX, 2013)
-}
-
 /// 1 MiB of pseudo-random bytes (xorshift, seeded per connection).
 fn garbage(seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -67,21 +55,6 @@ fn garbage(seed: u64) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-fn unknown_op_code() -> Vec<u8> {
-    let mut out = header(20, 9999);
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out
-}
-
-fn compressed_with_bogus_size() -> Vec<u8> {
-    let mut out = header(16 + 9 + 4, 2012);
-    out.extend_from_slice(&2013i32.to_le_bytes()); // originalOpcode
-    out.extend_from_slice(&i32::MAX.to_le_bytes()); // uncompressedSize
-    out.push(0); // noop
-    out.extend_from_slice(&[1, 2, 3, 4]);
-    out
 }
 
 fn half_a_hello() -> Vec<u8> {
