@@ -22,7 +22,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(os.environ.get("MONGO_POOL_BIN_DIR", ROOT / "target" / "debug"))
+BIN = Path(os.environ.get("MONGO_POOL_BIN_DIR",
+                          Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"))
 
 # The execution role's temporary credentials, as Lambda gives them to the function and to
 # every extension. atlas-sim knows them (see principals below) and maps them to the role.

@@ -5,11 +5,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+target="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p sample-function --bin bootstrap
-ls -l target/release/bootstrap
+ls -l "$target/release/bootstrap"
 work=$(mktemp -d /tmp/mongo-pool-release-check.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-target/debug/lambda-sim --function target/release/bootstrap --event '{"action":"ping"}' \
+"$target/debug/lambda-sim" --function "$target/release/bootstrap" --event '{"action":"ping"}' \
   --env "MONGO_POOL_SOCKET=$work/no-layer.sock" >"$work/out" 2>"$work/err" ||
   { cat "$work/err"; echo "lambda-sim failed: $(cat "$work/out")"; exit 1; }
 python3 - "$work/out" <<'PY'
