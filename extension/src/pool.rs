@@ -33,6 +33,8 @@ pub struct PoolOptions {
     pub max_size: usize,
     /// `minPoolSize`.
     pub min_size: usize,
+    /// `maxConnecting`: connections of this member being established at once.
+    pub max_connecting: usize,
     /// `maxIdleTimeMS`.
     pub max_idle_time: Option<Duration>,
     /// Deadline of a ping before use.
@@ -82,6 +84,8 @@ pub struct Pool {
     freeze: Arc<FreezeDetector>,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
+    /// The `maxConnecting` slots: every establishment of this member holds one.
+    connecting: Semaphore,
     state: Mutex<State>,
     changed: Notify,
     generation: AtomicU64,
@@ -150,6 +154,7 @@ impl Pool {
     ) -> Arc<Pool> {
         Arc::new(Pool {
             permits: Arc::new(Semaphore::new(options.max_size.max(1))),
+            connecting: Semaphore::new(options.max_connecting.max(1)),
             address,
             options,
             connector,
@@ -257,7 +262,9 @@ impl Pool {
             }
             if may_create {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                let establish = self.connector.establish(&self.address, self.generation());
+                let establish =
+                    self.connector
+                        .establish(&self.address, self.generation(), &self.connecting);
                 return match tokio::time::timeout(remaining, establish).await {
                     Ok(Ok(conn)) => Ok(self.wrap(conn, permit)),
                     Ok(Err(e)) => {
@@ -413,7 +420,7 @@ impl Pool {
                 }
                 match pool
                     .connector
-                    .establish(&pool.address, pool.generation())
+                    .establish(&pool.address, pool.generation(), &pool.connecting)
                     .await
                 {
                     Ok(conn) => {

@@ -107,6 +107,7 @@ impl TopologyOptions {
             pool: PoolOptions {
                 max_size: uri.max_pool_size as usize,
                 min_size: uri.min_pool_size as usize,
+                max_connecting: uri.max_connecting as usize,
                 max_idle_time: uri.max_idle_time,
                 ping_timeout: uri.connect_timeout.min(crate::pool::MAX_PING_TIMEOUT),
             },

@@ -1,7 +1,7 @@
 //! The upstream pool and topology in-process against atlas-sim: the `maxPoolSize` bound per
 //! member, the wait-queue timeout, recovery after dropped connections, after a freeze with a
-//! blackhole, and after a stepdown; authentications counted one per connection; and spaced
-//! retries when STS throttles.
+//! blackhole, and after a stepdown; `maxConnecting` per member (a silent seed holds up no
+//! other); authentications counted one per connection; and spaced retries when STS throttles.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common {
@@ -197,6 +197,45 @@ async fn after_a_freeze_and_a_blackhole_the_next_checkout_works_within_connect_t
         after.ping_failures > before.ping_failures,
         "the blackholed connection was pinged and replaced"
     );
+}
+
+/// `maxConnecting` is per member: a seed that accepts TCP and then never answers holds only its
+/// own slot, so the primary is found and connected to while that seed's attempt still hangs.
+#[tokio::test(flavor = "current_thread")]
+async fn a_silent_member_does_not_hold_up_the_primarys_connections() {
+    let sim = sim_with_key(&[]).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let accepted = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    // The silent seed is listed (and so checked) first; one slot each.
+    let uri = sim
+        .start
+        .uri
+        .replacen("mongodb://", &format!("mongodb://{silent_addr},"), 1);
+    let rig = Rig::start(&env_table(&uri_with(
+        &uri,
+        "maxConnecting=1&connectTimeoutMS=30000&serverSelectionTimeoutMS=30000",
+    )))
+    .await;
+    let deadline = in_secs(15);
+    let primary = rig
+        .topology
+        .select(ReadPreferenceMode::Primary, deadline)
+        .await
+        .expect("the primary is selected while the silent seed hangs");
+    let mut conn = primary
+        .pool
+        .check_out(deadline)
+        .await
+        .expect("a connection to the primary while the silent seed hangs");
+    ping(&mut conn).await.unwrap();
+    assert_eq!(Some(key(&primary.address)), sim.start.primary);
+    accepted.abort();
 }
 
 #[tokio::test]

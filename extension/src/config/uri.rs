@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_POOL_SIZE: u32 = 4;
 /// Largest accepted `maxPoolSize`; more per environment would exhaust Atlas connection limits
 /// as Lambda scales out.
 pub const MAX_MAX_POOL_SIZE: u32 = 100;
-/// Default `maxConnecting`: also bounds concurrent authentications, and so STS calls.
+/// Default `maxConnecting` (per member): also bounds concurrent authentications, and so STS calls.
 pub const DEFAULT_MAX_CONNECTING: u32 = 2;
 /// Default `waitQueueTimeoutMS`: bounded (drivers' 0 = forever is not accepted), and well under
 /// common function timeouts.

@@ -2,8 +2,9 @@
 //! keepalive below the 350 s NAT idle limit), TLS with verification always on (webpki roots plus
 //! `tlsCAFile`), the `hello` handshake, then MONGODB-AWS.
 //!
-//! Authentications go through one [`AuthGate`]: at most `maxConnecting` establishments run at
-//! once across all members, and after an authentication failure the next attempt waits for an
+//! Each member's pool bounds its own establishments (`maxConnecting` per member, as CMAP has it),
+//! so a slow member never holds up the primary's first connection. Authentications share one
+//! [`AuthGate`]: after an authentication failure the next attempt to any member waits for an
 //! exponential backoff with jitter; an attempt during the backoff fails at once with the last
 //! cause instead of calling STS again. On the first failure of an episode mongo-pool asks STS
 //! itself who the credentials belong to and logs what to change.
@@ -182,23 +183,15 @@ struct BackoffState {
     last: Option<ConnectError>,
 }
 
-/// Bounds authentications: concurrency, and backoff after failures.
-#[derive(Debug)]
+/// Spaces authentications after failures (the backoff every member shares: the credentials
+/// and STS are the same for all).
+#[derive(Debug, Default)]
 pub struct AuthGate {
-    connecting: Semaphore,
     state: std::sync::Mutex<BackoffState>,
     episode: FailureEpisode,
 }
 
 impl AuthGate {
-    fn new(max_connecting: u32) -> Self {
-        AuthGate {
-            connecting: Semaphore::new(max_connecting.max(1) as usize),
-            state: std::sync::Mutex::new(BackoffState::default()),
-            episode: FailureEpisode::default(),
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, BackoffState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -348,7 +341,7 @@ impl Connector {
             client_metadata: client_metadata(uri.app_name.as_deref(), faas),
             connect_timeout: uri.connect_timeout,
             max_message_size: mongo_pool_wire::MAX_MESSAGE_SIZE,
-            gate: AuthGate::new(uri.max_connecting),
+            gate: AuthGate::default(),
             next_id: AtomicU64::new(1),
             metrics,
         })
@@ -372,8 +365,8 @@ impl Connector {
     }
 
     /// Opens, handshakes and authenticates a connection to `address` for pool `generation`.
-    /// Waits for one of the `maxConnecting` slots first. Cancel-safe (nothing is shared until
-    /// it returns).
+    /// Waits for one of the member's `slots` (its pool's `maxConnecting`) first. Cancel-safe
+    /// (nothing is shared until it returns).
     ///
     /// # Errors
     /// Any [`ConnectError`]; during an authentication backoff, [`ConnectError::Backoff`] at once.
@@ -381,11 +374,10 @@ impl Connector {
         &self,
         address: &HostPort,
         generation: u64,
+        slots: &Semaphore,
     ) -> Result<Connection, ConnectError> {
         self.gate.check()?;
-        let _slot = self
-            .gate
-            .connecting
+        let _slot = slots
             .acquire()
             .await
             .map_err(|e| ConnectError::network(address, Stage::Tcp, &e))?;
