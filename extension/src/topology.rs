@@ -5,25 +5,27 @@
 //! re-checked at once after a network error or a state-change error code. There are no
 //! monitoring sockets: every check is a `hello` on a pooled, authenticated connection.
 
+mod monitor;
+mod select;
 pub mod srv;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bson::oid::ObjectId;
-use mongo_pool_wire::inspect::ReadPreferenceMode;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{HostPort, Seeds, UriOptions};
 use crate::freeze::FreezeDetector;
 use crate::metrics::Metrics;
-use crate::pool::{CheckoutError, Pool, PoolOptions};
+use crate::pool::{Pool, PoolOptions};
 use crate::upstream::connect::Connector;
-use crate::upstream::handshake::{HelloReply, ServerKind, recheck_command};
-use crate::upstream::reply_ok;
+use crate::upstream::handshake::{HelloReply, ServerKind};
 use srv::SrvError;
 
 /// The shortest time between two checks of one member.
@@ -314,126 +316,6 @@ impl Topology {
         self.changed.subscribe()
     }
 
-    /// The `hello` of any data-bearing member: its limits and wire versions are what the
-    /// downstream handshake copies. Waits until one is known, until `deadline`.
-    pub async fn any_hello(&self, deadline: Instant) -> Option<Arc<HelloReply>> {
-        let mut changes = self.watch();
-        loop {
-            if let Some(hello) = self
-                .servers()
-                .iter()
-                .filter(|s| s.kind().is_some())
-                .find_map(|s| s.hello())
-            {
-                return Some(hello);
-            }
-            if tokio::time::timeout_at(deadline.into(), changes.changed())
-                .await
-                .is_err()
-            {
-                return None;
-            }
-        }
-    }
-
-    fn pick(&self, mode: ReadPreferenceMode) -> Option<Arc<Server>> {
-        let state = self.lock();
-        let of_kind = |kinds: &[ServerKind]| -> Vec<Arc<Server>> {
-            state
-                .servers
-                .values()
-                .filter(|s| s.kind().is_some_and(|k| kinds.contains(&k)))
-                .cloned()
-                .collect()
-        };
-        let least_busy = |mut candidates: Vec<Arc<Server>>| {
-            candidates.sort_by_key(|s| s.pool.in_use());
-            candidates.into_iter().next()
-        };
-        let primary = || {
-            state
-                .primary
-                .as_ref()
-                .and_then(|p| state.servers.get(p))
-                .filter(|s| s.kind() == Some(ServerKind::Primary))
-                .cloned()
-        };
-        match state.kind {
-            TopologyKind::Unknown => None,
-            TopologyKind::Sharded => least_busy(of_kind(&[ServerKind::Mongos])),
-            TopologyKind::Single => least_busy(of_kind(&[ServerKind::Standalone])),
-            TopologyKind::ReplicaSet => match mode {
-                ReadPreferenceMode::Primary => primary(),
-                ReadPreferenceMode::PrimaryPreferred => {
-                    primary().or_else(|| least_busy(of_kind(&[ServerKind::Secondary])))
-                }
-                ReadPreferenceMode::Secondary => least_busy(of_kind(&[ServerKind::Secondary])),
-                ReadPreferenceMode::SecondaryPreferred => {
-                    least_busy(of_kind(&[ServerKind::Secondary])).or_else(primary)
-                }
-                ReadPreferenceMode::Nearest => {
-                    least_busy(of_kind(&[ServerKind::Primary, ServerKind::Secondary]))
-                }
-            },
-        }
-    }
-
-    /// Picks a member for `mode`, waiting (and re-checking members) until `deadline`.
-    ///
-    /// # Errors
-    /// [`SelectionError::Timeout`] with each member's state; [`SelectionError::Closed`].
-    pub async fn select(
-        &self,
-        mode: ReadPreferenceMode,
-        deadline: Instant,
-    ) -> Result<Arc<Server>, SelectionError> {
-        let started = Instant::now();
-        let mut changes = self.watch();
-        loop {
-            if self.shutdown.is_cancelled() {
-                return Err(SelectionError::Closed);
-            }
-            changes.borrow_and_update();
-            if let Some(server) = self.pick(mode) {
-                return Ok(server);
-            }
-            self.request_check();
-            let wait_until = deadline.min(Instant::now() + Duration::from_millis(500));
-            let _ = tokio::time::timeout_at(wait_until.into(), changes.changed()).await;
-            if Instant::now() >= deadline {
-                if let Some(server) = self.pick(mode) {
-                    return Ok(server);
-                }
-                return Err(SelectionError::Timeout {
-                    wanted: mode_name(mode, self.kind()),
-                    waited: started.elapsed(),
-                    members: self.describe(),
-                });
-            }
-        }
-    }
-
-    /// Waits until every member has been checked at least once (or `deadline`).
-    pub async fn wait_checked(&self, deadline: Instant) {
-        let mut changes = self.watch();
-        loop {
-            changes.borrow_and_update();
-            if self
-                .servers()
-                .iter()
-                .all(|s| s.kind().is_some() || s.last_error().is_some())
-            {
-                return;
-            }
-            if tokio::time::timeout_at(deadline.into(), changes.changed())
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    }
-
     /// Each member's state, for error messages and `check`.
     pub fn describe(&self) -> String {
         let servers = self.servers();
@@ -454,216 +336,6 @@ impl Topology {
             .join("; ")
     }
 
-    /// Reports what a request met on `address`, so the next request finds a working member.
-    pub fn report(&self, address: &HostPort, failure: Failure) {
-        let Some(server) = self.server(address) else {
-            return;
-        };
-        let clear = match failure {
-            Failure::Network => true,
-            Failure::StateChange(code) => SHUTDOWN_CODES.contains(&code),
-        };
-        tracing::debug!(%address, ?failure, "marking member unknown");
-        self.mark_unknown(&server, format!("{failure:?}"));
-        if clear {
-            server.pool.clear();
-        }
-        self.request_check();
-    }
-
-    fn mark_unknown(&self, server: &Server, error: String) {
-        {
-            let mut s = server.lock();
-            s.kind = None;
-            s.last_error = Some(error);
-        }
-        {
-            let mut state = self.lock();
-            if state.primary.as_ref() == Some(&server.address) {
-                state.primary = None;
-            }
-        }
-        self.changed.send_modify(|v| *v += 1);
-    }
-
-    /// Asks the monitor to check members now.
-    pub fn request_check(&self) {
-        self.check_now.notify_one();
-    }
-
-    fn check_all(self: &Arc<Self>) {
-        for server in self.servers() {
-            tokio::spawn(Arc::clone(self).check(server));
-        }
-    }
-
-    async fn monitor(self: Arc<Self>) {
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                () = self.check_now.notified() => {}
-                () = tokio::time::sleep(self.options.heartbeat_frequency) => {}
-            }
-            self.check_all();
-            // Coalesce bursts of requests.
-            tokio::time::sleep(MIN_CHECK_INTERVAL).await;
-        }
-    }
-
-    /// Runs `hello` on a pooled connection of `server` and applies the reply.
-    async fn check(self: Arc<Self>, server: Arc<Server>) {
-        if server.checking.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let recent = server
-            .lock()
-            .last_check
-            .is_some_and(|t| t.elapsed() < MIN_CHECK_INTERVAL);
-        if !recent {
-            let started = Instant::now();
-            server.lock().last_check = Some(started);
-            let limit = self.connector.connect_timeout();
-            let deadline = started + limit.saturating_mul(2);
-            match server.pool.check_out(deadline).await {
-                Ok(mut conn) => {
-                    let hello = match conn.take_fresh_hello(started) {
-                        Some(hello) => Ok(hello),
-                        None => match conn.command(&recheck_command(), limit).await {
-                            Ok(reply) if reply_ok(&reply) => HelloReply::parse(&reply)
-                                .map(Arc::new)
-                                .map_err(|e| e.to_string()),
-                            Ok(reply) => Err(format!(
-                                "hello failed: {}",
-                                reply.get_str("errmsg").unwrap_or("no errmsg")
-                            )),
-                            Err(e) => Err(e.to_string()),
-                        },
-                    };
-                    drop(conn);
-                    match hello {
-                        Ok(hello) => self.apply(&server, hello),
-                        Err(e) => {
-                            self.mark_unknown(&server, e);
-                            server.pool.clear();
-                        }
-                    }
-                }
-                Err(CheckoutError::Connect(e)) if e.refused_by().is_some() => {
-                    // The member is up and refuses us for good: keep what its `hello` says, so
-                    // drivers complete their handshake and get the refusal on their first
-                    // command instead of a server selection timeout.
-                    if let Some(hello) = e.refused_by() {
-                        self.apply(&server, Arc::clone(hello));
-                    }
-                }
-                Err(e) => self.mark_unknown(&server, e.to_string()),
-            }
-        }
-        server.checking.store(false, Ordering::Release);
-    }
-
-    /// Applies a member's `hello` to the topology.
-    fn apply(self: &Arc<Self>, server: &Arc<Server>, hello: Arc<HelloReply>) {
-        let mut new_members = Vec::new();
-        let mut removed = Vec::new();
-        let mut demoted = None;
-        {
-            let mut state = self.lock();
-            match hello.kind {
-                ServerKind::Mongos => {
-                    if state.kind == TopologyKind::Unknown {
-                        state.kind = TopologyKind::Sharded;
-                    }
-                }
-                ServerKind::Standalone => {
-                    if state.kind == TopologyKind::Unknown && state.servers.len() == 1 {
-                        state.kind = TopologyKind::Single;
-                    }
-                }
-                ServerKind::Primary | ServerKind::Secondary | ServerKind::OtherMember => {
-                    let wanted = self
-                        .options
-                        .replica_set
-                        .as_ref()
-                        .or(state.set_name.as_ref());
-                    if wanted.is_some_and(|w| Some(w) != hello.set_name.as_ref()) {
-                        tracing::warn!(address = %server.address, set_name = ?hello.set_name, expected = ?wanted, "member of another replica set: ignored");
-                        drop(state);
-                        self.mark_unknown(server, "member of another replica set".into());
-                        return;
-                    }
-                    state.kind = TopologyKind::ReplicaSet;
-                    state.set_name.clone_from(&hello.set_name);
-                    if hello.kind == ServerKind::Primary {
-                        let election = (hello.election_id, hello.set_version);
-                        if state.max_election.is_some_and(|max| election < max) {
-                            tracing::info!(address = %server.address, "ignoring a stale primary (older electionId/setVersion)");
-                            drop(state);
-                            self.mark_unknown(server, "stale primary".into());
-                            return;
-                        }
-                        state.max_election = Some(election);
-                        if let Some(old) = state.primary.replace(server.address.clone())
-                            && old != server.address
-                        {
-                            demoted = state.servers.get(&old).cloned();
-                        }
-                    } else if state.primary.as_ref() == Some(&server.address) {
-                        state.primary = None;
-                    }
-                    let listed: Vec<HostPort> = hello
-                        .hosts
-                        .iter()
-                        .filter_map(|h| parse_address(h))
-                        .collect();
-                    for address in &listed {
-                        if !state.servers.contains_key(address) {
-                            new_members.push(address.clone());
-                        }
-                    }
-                    // The primary's member list is authoritative: seeds it does not name (e.g.
-                    // IP literals for members that call themselves by host name) are dropped.
-                    if hello.kind == ServerKind::Primary && !listed.is_empty() {
-                        let gone: Vec<HostPort> = state
-                            .servers
-                            .keys()
-                            .filter(|a| !listed.contains(a))
-                            .cloned()
-                            .collect();
-                        for address in gone {
-                            if let Some(server) = state.servers.remove(&address) {
-                                removed.push(server);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        {
-            let mut s = server.lock();
-            s.kind = Some(hello.kind);
-            s.hello = Some(Arc::clone(&hello));
-            s.last_error = None;
-        }
-        if let Some(old) = demoted {
-            let mut s = old.lock();
-            if s.kind == Some(ServerKind::Primary) {
-                s.kind = None;
-                s.last_error = Some("a newer primary was elected".into());
-            }
-        }
-        for server in removed {
-            tracing::debug!(address = %server.address, "member not in the primary's host list: removed");
-            server.pool.close();
-        }
-        for address in new_members {
-            let member = self.add_server(address);
-            tokio::spawn(Arc::clone(self).check(member));
-        }
-        server.pool.fill_to_min();
-        self.changed.send_modify(|v| *v += 1);
-    }
-
     /// Stops the monitor and closes every pool (idle connections now, others on return).
     pub fn close(&self) {
         self.shutdown.cancel();
@@ -671,66 +343,5 @@ impl Topology {
             server.pool.close();
         }
         self.changed.send_modify(|v| *v += 1);
-    }
-}
-
-fn mode_name(mode: ReadPreferenceMode, kind: TopologyKind) -> &'static str {
-    match (kind, mode) {
-        (TopologyKind::Sharded, _) => "mongos",
-        (_, ReadPreferenceMode::Primary) => "primary",
-        (_, ReadPreferenceMode::PrimaryPreferred) => "primaryPreferred",
-        (_, ReadPreferenceMode::Secondary) => "secondary",
-        (_, ReadPreferenceMode::SecondaryPreferred) => "secondaryPreferred",
-        (_, ReadPreferenceMode::Nearest) => "nearest",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn member_names_parse() {
-        assert_eq!(
-            parse_address("Member1.Sim.Test:27017"),
-            Some(HostPort {
-                host: "member1.sim.test".into(),
-                port: 27017
-            })
-        );
-        assert_eq!(
-            parse_address("127.0.0.1:4000"),
-            Some(HostPort {
-                host: "127.0.0.1".into(),
-                port: 4000
-            })
-        );
-        assert_eq!(
-            parse_address("[::1]:4000"),
-            Some(HostPort {
-                host: "::1".into(),
-                port: 4000
-            })
-        );
-        assert_eq!(
-            parse_address("db.example.net"),
-            Some(HostPort {
-                host: "db.example.net".into(),
-                port: 27017
-            })
-        );
-        assert_eq!(parse_address(":27017"), None);
-        assert_eq!(parse_address("host:notaport"), None);
-    }
-
-    #[test]
-    fn election_order_compares_election_id_then_set_version() {
-        let oid = |n: u8| {
-            Some(ObjectId::from_bytes([
-                0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, n,
-            ]))
-        };
-        assert!((oid(1), Some(9)) < (oid(2), Some(1)));
-        assert!((oid(2), Some(1)) < (oid(2), Some(2)));
     }
 }
