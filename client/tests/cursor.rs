@@ -11,7 +11,8 @@ use std::time::Duration;
 use bson::{Document, doc};
 use futures_util::StreamExt as _;
 use mongo_pool_client::{AggregateOptions, FindOptions};
-use support::rig::{Rig, bounded, wait_for};
+use mongo_pool_testkit::process::wait_for;
+use support::rig::{Rig, bounded};
 
 async fn seed(rig: &Rig, n: i32) -> mongo_pool_client::Collection<Document> {
     let docs = rig.client.database("app").collection::<Document>("numbers");
@@ -106,11 +107,13 @@ async fn a_cursor_dropped_early_is_killed_on_the_server() {
             Duration::from_secs(10),
             || async { rig.commands("killCursors").await == 1 },
         )
-        .await;
+        .await
+        .unwrap();
         wait_for("the cursor to be gone", Duration::from_secs(10), || async {
             open_cursors(&rig).await == 0
         })
-        .await;
+        .await
+        .unwrap();
     })
     .await;
 }

@@ -22,11 +22,12 @@ use bson::{Document, doc};
 use common::bad_frames::{claims_two_gib, compressed_with_bogus_size, unknown_op_code};
 use faults_support::harness::{
     Fault, assert_no_secret, assert_no_secret_strings, assert_no_secret_values, stop_and_read,
-    tail, total, uri_with, wait_for, without_reply_dumps, without_rustls_records,
+    tail, total, uri_with, without_reply_dumps, without_rustls_records,
 };
 use mongo_pool_testkit::lambda_sim::{self, Status};
 use mongo_pool_testkit::moto::Moto;
 use mongo_pool_testkit::pool_process::{MongoPool, socket_dir};
+use mongo_pool_testkit::process::wait_for;
 use mongo_pool_testkit::process::{AtlasSim, binary};
 use mongo_pool_wire::OpMsgBuilder;
 use mongodb::Collection;

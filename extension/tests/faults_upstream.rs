@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
-use faults_support::harness::{Fault, per_member, server_code, total, wait_for};
+use faults_support::harness::{Fault, per_member, server_code, total};
 use mongo_pool_testkit::process::Signal;
+use mongo_pool_testkit::process::wait_for;
 use mongodb::Collection;
 use mongodb::error::{Error, ErrorKind};
 

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use bson::doc;
 use common::rig::{
-    Rig, connections, env_table, key, ping, run, sim_with_key, total_created, uri_with, wait_for,
+    Rig, connections, env_table, key, ping, run, sim_with_key, total_created, uri_with,
 };
 use mongo_pool::pool::CheckoutError;
 use mongo_pool::topology::Failure;
+use mongo_pool_testkit::process::wait_for;
 use mongo_pool_wire::inspect::ReadPreferenceMode;
 
 fn in_secs(secs: u64) -> Instant {

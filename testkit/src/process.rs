@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -22,6 +22,27 @@ pub fn signal_child(child: &Child, signal: Signal) -> anyhow::Result<()> {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
     nix::sys::signal::kill(pid, signal).with_context(|| format!("sending {signal} to {pid}"))?;
     Ok(())
+}
+
+/// Polls `condition` every 50 ms until it holds or `limit` passes; the error names `what`.
+///
+/// # Errors
+/// When `condition` still does not hold after `limit`.
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition().await {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Where cargo puts the workspace's binaries for this build profile.

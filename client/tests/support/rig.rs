@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mongo_pool_client::{Client, ClientOptions};
 use mongo_pool_testkit::pool_process::MongoPool;
@@ -108,23 +108,4 @@ pub fn commands(status: &Value, name: &str) -> u64 {
         .values()
         .map(|m| m["commands"][name].as_u64().unwrap_or(0))
         .sum()
-}
-
-/// Polls `condition` every 50 ms until it holds or `limit` passes.
-pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use bson::{Document, doc};
 use mongo_pool::config::{Config, HostPort};
 use mongo_pool::freeze::FreezeDetector;
@@ -213,24 +213,6 @@ pub fn total_created(status: &Value) -> u64 {
         .values()
         .map(|m| m["connections"]["total_created"].as_u64().expect("total"))
         .sum()
-}
-
-/// Polls `condition` every 50 ms until it holds or `limit` passes.
-pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut condition: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if condition().await {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A `mongo-pool check` run: exit status, stdout + stderr, and how long it took.

@@ -5,7 +5,7 @@
 //! Each `downstream_*.rs` file declares `mod downstream_support { pub mod rig; }`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bson::{Document, RawDocumentBuf};
@@ -181,24 +181,6 @@ impl Raw {
             op_reply.documents.len()
         );
         Ok(Document::try_from(op_reply.documents[0])?)
-    }
-}
-
-/// Polls `condition` every 50 ms until it holds or `limit` passes.
-pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut condition: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if condition().await {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

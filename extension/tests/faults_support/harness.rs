@@ -10,11 +10,10 @@
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::bail;
 use mongo_pool_testkit::pool_process::MongoPool;
-use mongo_pool_testkit::process::AtlasSim;
+use mongo_pool_testkit::process::{AtlasSim, wait_for};
 use serde_json::{Value, json};
 
 /// The temporary access key id (an `ASIA` key, as Lambda gives its functions).
@@ -389,24 +388,6 @@ pub fn per_member(status: &Value, section: &str, field: &str) -> Vec<(String, u6
         .iter()
         .map(|(k, m)| (k.clone(), m[section][field].as_u64().unwrap_or(0)))
         .collect()
-}
-
-/// Polls `condition` every 50 ms until it holds or `limit` passes.
-pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut condition: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if condition().await {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The server (or mongo-pool) error code of a driver error, also when the driver wraps it.
