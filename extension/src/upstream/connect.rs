@@ -9,6 +9,9 @@
 //! cause instead of calling STS again. On the first failure of an episode mongo-pool asks STS
 //! itself who the credentials belong to and logs what to change.
 
+mod error;
+mod gate;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,222 +22,23 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
-use super::auth::credentials::{CredentialsError, CredentialsProvider, CredentialsSource};
-use super::auth::sts::{Diagnosis, FailureEpisode, StsEndpoint, diagnose};
+use super::auth::credentials::{CredentialsProvider, CredentialsSource};
+use super::auth::sts::{StsEndpoint, diagnose};
 use super::auth::{self, AuthError, SaslReply};
-use super::connection::{Connection, Stream, UpstreamError};
-use super::handshake::{HelloError, HelloReply, client_metadata, hello_command};
+use super::connection::{Connection, Stream};
+use super::handshake::{HelloReply, client_metadata, hello_command};
 use crate::config::{Config, HostPort};
 use crate::metrics::Metrics;
 use crate::topology::srv::{Resolver, SrvError};
+use error::upstream_to_connect;
+pub use error::{ConnectError, Stage};
+pub use gate::AuthGate;
 
 /// TCP keepalive idle time: well below the 350 s after which NAT gateways drop idle flows.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(120);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
-/// First backoff after an authentication failure; doubles up to [`BACKOFF_MAX`].
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long mongo-pool waits for STS when diagnosing an authentication failure.
 const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The step of establishing a connection that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Resolving the host name.
-    Resolve,
-    /// The TCP connection.
-    Tcp,
-    /// The TLS handshake.
-    Tls,
-    /// The `hello` handshake.
-    Hello,
-    /// MONGODB-AWS.
-    Auth,
-}
-
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Stage::Resolve => "DNS resolution",
-            Stage::Tcp => "TCP connect",
-            Stage::Tls => "TLS handshake",
-            Stage::Hello => "hello handshake",
-            Stage::Auth => "MONGODB-AWS authentication",
-        })
-    }
-}
-
-/// Why a connection could not be established.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ConnectError {
-    /// The host name did not resolve.
-    #[error("{address}: DNS resolution failed: {source}")]
-    Resolve {
-        /// The member.
-        address: HostPort,
-        /// The cause.
-        #[source]
-        source: Arc<SrvError>,
-    },
-    /// A step did not finish within `connectTimeoutMS`.
-    #[error("{address}: {stage} did not finish within {after:?} (connectTimeoutMS)")]
-    Timeout {
-        /// The member.
-        address: HostPort,
-        /// The step.
-        stage: Stage,
-        /// The limit.
-        after: Duration,
-    },
-    /// The network refused or failed.
-    #[error("{address}: {stage} failed: {cause}")]
-    Network {
-        /// The member.
-        address: HostPort,
-        /// The step.
-        stage: Stage,
-        /// The cause (certificate errors included).
-        cause: String,
-    },
-    /// The server's `hello` reply is unusable.
-    #[error("{address}: {source}")]
-    Hello {
-        /// The member.
-        address: HostPort,
-        /// The cause.
-        #[source]
-        source: HelloError,
-    },
-    /// No AWS credentials could be found.
-    #[error("no AWS credentials: {0}")]
-    Credentials(Arc<CredentialsError>),
-    /// Atlas refused the authentication, or the conversation failed.
-    #[error("{address}: MONGODB-AWS authentication failed: {source}{}", diagnosis.as_ref().map(|d| format!("; {d}")).unwrap_or_default())]
-    Auth {
-        /// The member.
-        address: HostPort,
-        /// The server's answer or the conversation error.
-        #[source]
-        source: AuthError,
-        /// What mongo-pool found out by asking STS itself.
-        diagnosis: Option<Arc<Diagnosis>>,
-        /// The member's `hello`, answered before it refused the authentication.
-        hello: Option<Arc<HelloReply>>,
-    },
-    /// An earlier authentication failed and the backoff has not elapsed.
-    #[error("authentication is backing off for {remaining:?} after: {last}")]
-    Backoff {
-        /// Time left.
-        remaining: Duration,
-        /// The failure that started the backoff.
-        last: Box<ConnectError>,
-    },
-}
-
-impl ConnectError {
-    /// Whether this is an authentication failure (so retrying soon would only hammer STS).
-    pub fn is_auth(&self) -> bool {
-        matches!(
-            self,
-            ConnectError::Auth { .. } | ConnectError::Backoff { .. } | ConnectError::Credentials(_)
-        )
-    }
-
-    /// When the member answered `hello` and STS has told why the authentication was refused
-    /// (the credentials are rejected, or no database user maps to them), that `hello`: the
-    /// member is there and says what it is, and nothing but a configuration change will let
-    /// mongo-pool in. Not for throttling or an unreachable STS, which may pass by themselves.
-    pub fn refused_by(&self) -> Option<&Arc<HelloReply>> {
-        match self {
-            ConnectError::Auth {
-                diagnosis: Some(diagnosis),
-                hello: Some(hello),
-                ..
-            } if diagnosis.is_definitive() => Some(hello),
-            ConnectError::Backoff { last, .. } => last.refused_by(),
-            _ => None,
-        }
-    }
-
-    fn network(address: &HostPort, stage: Stage, e: &dyn std::fmt::Display) -> Self {
-        ConnectError::Network {
-            address: address.clone(),
-            stage,
-            cause: e.to_string(),
-        }
-    }
-}
-
-fn upstream_to_connect(address: &HostPort, stage: Stage, e: UpstreamError) -> ConnectError {
-    match e {
-        UpstreamError::Timeout { after, .. } => ConnectError::Timeout {
-            address: address.clone(),
-            stage,
-            after,
-        },
-        other => ConnectError::network(address, stage, &other),
-    }
-}
-
-#[derive(Debug, Default)]
-struct BackoffState {
-    failures: u32,
-    not_before: Option<Instant>,
-    last: Option<ConnectError>,
-}
-
-/// Spaces authentications after failures (the backoff every member shares: the credentials
-/// and STS are the same for all).
-#[derive(Debug, Default)]
-pub struct AuthGate {
-    state: std::sync::Mutex<BackoffState>,
-    episode: FailureEpisode,
-}
-
-impl AuthGate {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BackoffState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// `Err` while backing off: the remaining time and the failure that caused it.
-    fn check(&self) -> Result<(), ConnectError> {
-        let state = self.lock();
-        match (state.not_before, &state.last) {
-            (Some(t), Some(last)) if t > Instant::now() => Err(ConnectError::Backoff {
-                remaining: t - Instant::now(),
-                last: Box::new(last.clone()),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    fn failed(&self, error: &ConnectError) -> Duration {
-        let mut state = self.lock();
-        state.failures = state.failures.saturating_add(1);
-        let exp = BACKOFF_BASE.saturating_mul(1 << state.failures.min(16).saturating_sub(1));
-        let ceiling = exp.min(BACKOFF_MAX);
-        // "Equal jitter": half fixed, half random, so retries never bunch up nor come too soon.
-        let half = ceiling / 2;
-        let delay = half + half.mul_f64(rand::random::<f64>());
-        state.not_before = Some(Instant::now() + delay);
-        state.last = Some(error.clone());
-        delay
-    }
-
-    /// The diagnosis of the latest authentication failure, if STS was asked.
-    fn last_diagnosis(&self) -> Option<Arc<Diagnosis>> {
-        match &self.lock().last {
-            Some(ConnectError::Auth { diagnosis, .. }) => diagnosis.clone(),
-            _ => None,
-        }
-    }
-
-    fn succeeded(&self) {
-        let mut state = self.lock();
-        *state = BackoffState::default();
-        self.episode.end();
-    }
-}
 
 /// Everything needed to open authenticated connections to any member.
 #[derive(Debug)]
