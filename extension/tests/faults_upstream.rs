@@ -361,12 +361,19 @@ async fn drop_connections_under_load_shows_only_retryable_errors_and_the_pool_re
                 "{member} had {n} connections from mongo-pool at once (maxPoolSize={MAX_POOL_SIZE})"
             );
         }
-        // One authentication per upstream connection (a connection dropped during its
-        // authentication counts as received, not successful).
-        assert_eq!(
-            status["auth"]["received"].as_u64(),
-            Some(total(&status, "connections", "total_created")),
-            "one authentication per upstream connection: {status}"
+        // At most one authentication per upstream connection (one dropped during its
+        // authentication counts as received, not successful), and one for every connection
+        // except those atlas-sim dropped before it got that far (in TLS or `hello`).
+        let received = status["auth"]["received"].as_u64().unwrap();
+        let created = total(&status, "connections", "total_created");
+        assert!(
+            received <= created,
+            "a connection authenticated twice: {status}"
+        );
+        assert!(
+            created - received <= dropped,
+            "{} connections never authenticated but only {dropped} were dropped: {status}",
+            created - received
         );
         let errors = errors.lock().unwrap().clone();
         eprintln!(
