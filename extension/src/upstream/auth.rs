@@ -15,6 +15,7 @@
 //! Credentials come from [`credentials`]; on a failure [`sts`] finds out why.
 
 pub mod credentials;
+pub mod https;
 pub mod sts;
 
 use std::time::SystemTime;

@@ -228,7 +228,6 @@ impl CredentialsProvider {
         region: Option<String>,
     ) -> Self {
         use aws_config::provider_config::ProviderConfig;
-        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
         let set = |var: &str| lookup(var).is_some_and(|v| !v.trim().is_empty());
         let endpoint_kind = if set(ENV_WEB_IDENTITY_TOKEN_FILE) && set(ENV_ROLE_ARN) {
@@ -244,11 +243,13 @@ impl CredentialsProvider {
         let imds_endpoint =
             lookup(ENV_EC2_METADATA_SERVICE_ENDPOINT).filter(|v| !v.trim().is_empty());
         let endpoint = endpoint_kind.map(|kind| {
-            let http = aws_smithy_http_client::Builder::new()
-                .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                .build_https();
+            #[allow(clippy::expect_used)]
+            let http = super::https::client().expect(
+                "BUG: ring supports rustls' default protocol versions, established in \
+                 rustls::crypto::ring::default_provider",
+            );
             let config = ProviderConfig::default()
-                .with_http_client(http)
+                .with_http_client(super::https::SmithyHttp::new(http))
                 .with_region(region.map(aws_config::Region::new));
             let provider = match kind {
                 CredentialsSource::WebIdentity => {

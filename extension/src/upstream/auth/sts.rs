@@ -8,8 +8,7 @@
 //! [`Diagnosis`]: the caller's ARN and the ARN Atlas needs a database user for, or that STS
 //! rejected the credentials, throttled, or could not be reached.
 //!
-//! The HTTPS client is hyper 1 + hyper-rustls with ring and the webpki roots: the same stack
-//! aws-config's HTTP client is built on, so no second HTTP implementation is linked. The XML
+//! The HTTP client is the credential providers' own ([`super::https`]). The XML
 //! answer is read with two substring searches (`<Arn>`, `<Code>`): no XML parser needed.
 
 use std::fmt;
@@ -21,6 +20,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use thiserror::Error;
 
 use super::credentials::{Credentials, error_chain};
+use super::https::{self, MAX_BODY};
 use super::{STS_BODY, sign_get_caller_identity};
 
 /// Service-specific STS endpoint URL (overrides everything else).
@@ -35,8 +35,6 @@ pub const ENV_REGION: &str = "AWS_REGION";
 pub const ENV_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 /// How long one diagnosis may take in all.
 pub const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest STS answer read.
-const MAX_BODY: usize = 64 * 1024;
 
 /// Regions that used the global endpoint under `AWS_STS_REGIONAL_ENDPOINTS=legacy`.
 const LEGACY_GLOBAL_REGIONS: &[&str] = &[
@@ -344,14 +342,7 @@ async fn call(endpoint: &StsEndpoint, credentials: &Credentials) -> Result<(u16,
         .body(Full::new(Bytes::from_static(STS_BODY.as_bytes())))
         .map_err(|e| format!("building the request: {e}"))?;
 
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<Bytes>>(connector);
+    let client = https::client().map_err(|e| format!("TLS setup: {e}"))?;
     let response = client.request(request).await.map_err(|e| error_chain(&e))?;
     let status = response.status().as_u16();
     let body = Limited::new(response.into_body(), MAX_BODY)
