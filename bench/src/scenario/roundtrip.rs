@@ -1,6 +1,6 @@
 //! Scenario 1, round trip: p50/p99 of `find` by `_id` for each variant and for the echo
 //! floor (a Unix-socket round trip of the same byte sizes between two processes), the
-//! variants interleaved within each repetition. The proxy tax is driver-via-pool minus
+//! variants taking turns in blocks of [`BLOCK`] round trips within each repetition. The proxy tax is driver-via-pool minus
 //! direct at p50, and its ratio to the echo floor's p50 is taken per repetition.
 
 use std::path::Path;
@@ -17,6 +17,9 @@ use crate::report::Report;
 use crate::rig::{COLLECTION, DB, NOTE_ID};
 use crate::scenario::{VARIANTS, paired_ratios};
 use crate::stats::percentile;
+
+/// Round trips of one variant in a row before the next takes its turn.
+pub const BLOCK: usize = 100;
 
 /// How much to measure.
 #[derive(Debug, Clone, Copy)]
@@ -85,21 +88,28 @@ pub async fn run(
     let mut p50: [Vec<f64>; 4] = Default::default();
     let mut p99: [Vec<f64>; 4] = Default::default();
     for _ in 0..plan.reps {
-        for (i, finder) in finders.iter().enumerate() {
+        for finder in finders {
             latencies(finder, plan.warmup).await?;
-            let samples = latencies(finder, plan.samples).await?;
-            p50[i].extend(percentile(&samples, 50.0));
-            p99[i].extend(percentile(&samples, 99.0));
         }
-        let mut samples = Vec::with_capacity(plan.samples);
         for _ in 0..plan.warmup {
             echo.round_trip().await?;
         }
-        for _ in 0..plan.samples {
-            samples.push(echo.round_trip().await?.as_secs_f64() * 1e6);
+        // Blocks of BLOCK round trips, each variant in turn: every block runs warm (as a
+        // hot loop does) and the variants alternate often enough that slow drift on a shared
+        // machine does not land on one of them.
+        let mut samples: [Vec<f64>; 4] = std::array::from_fn(|_| Vec::with_capacity(plan.samples));
+        for _ in 0..plan.samples.div_ceil(BLOCK) {
+            for (i, finder) in finders.iter().enumerate() {
+                samples[i].extend(latencies(finder, BLOCK).await?);
+            }
+            for _ in 0..BLOCK {
+                samples[3].push(echo.round_trip().await?.as_secs_f64() * 1e6);
+            }
         }
-        p50[3].extend(percentile(&samples, 50.0));
-        p99[3].extend(percentile(&samples, 99.0));
+        for (i, samples) in samples.iter().enumerate() {
+            p50[i].extend(percentile(samples, 50.0));
+            p99[i].extend(percentile(samples, 99.0));
+        }
     }
     for (i, name) in VARIANTS.iter().chain(["echo_floor"].iter()).enumerate() {
         report.figure(&format!("roundtrip.p50_us.{name}"), "us", &p50[i]);
