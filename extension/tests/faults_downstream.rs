@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use bson::{Document, doc};
 use common::bad_frames::{claims_two_gib, compressed_with_bogus_size, unknown_op_code};
 use faults_support::harness::{
-    Fault, assert_no_secret, assert_no_secret_strings, assert_no_secret_values, stop_and_read,
-    tail, total, uri_with, without_reply_dumps, without_rustls_records,
+    Fault, all_closed, assert_no_secret, assert_no_secret_strings, assert_no_secret_values,
+    stop_and_read, tail, total, uri_with, without_reply_dumps, without_rustls_records,
 };
 use mongo_pool_testkit::lambda_sim::{self, Status};
 use mongo_pool_testkit::moto::Moto;
@@ -279,21 +279,8 @@ async fn shutdown_in_the_middle_of_a_request_exits_0_in_time_closes_everything_a
 
         // Every upstream connection closed (the blocked one too, once atlas-sim's 3 s block
         // lets it see the close), and the function's session ended.
-        let closed = wait_for(
-            "no open upstream connection",
-            Duration::from_secs(5),
-            || {
-                let sim = &sim;
-                async move {
-                    sim.status()
-                        .await
-                        .is_ok_and(|s| total(&s, "connections", "current") == 0)
-                }
-            },
-        )
-        .await;
-        let status = sim.status().await.unwrap();
-        assert!(closed.is_ok(), "connections left open: {status}");
+        let (closed, status) = all_closed(&sim, Duration::from_secs(5)).await;
+        assert!(closed, "connections left open: {status}");
         assert!(
             total(&status, "commands", "endSessions") >= 1,
             "endSessions received: {status}"

@@ -73,13 +73,7 @@ impl Fault {
     pub async fn start(sim_args: &[&str], uri_options: &str, extra_env: &[(&str, &str)]) -> Fault {
         let dir = mongo_pool_testkit::pool_process::socket_dir().unwrap();
         let sim = sim(dir.path(), sim_args).await;
-        let pool = start_pool(&sim.start.uri, uri_options, extra_env).await;
-        Fault {
-            sim,
-            pool,
-            seen: Mutex::new(Vec::new()),
-            _dir: dir,
-        }
+        Fault::with_sim(sim, dir, uri_options, extra_env).await
     }
 
     /// mongo-pool in front of an atlas-sim the test started itself (with [`sim`] in `dir`).
@@ -110,22 +104,9 @@ impl Fault {
             "mongo-pool exits 0 on SIGTERM ({exit}); log tail:\n{}",
             tail(&logs)
         );
-        let closed = wait_for(
-            "no open upstream connection",
-            Duration::from_secs(3),
-            || {
-                let sim = &sim;
-                async move {
-                    sim.status()
-                        .await
-                        .is_ok_and(|s| total(&s, "connections", "current") == 0)
-                }
-            },
-        )
-        .await;
-        let status = sim.status().await.unwrap();
+        let (closed, status) = all_closed(&sim, Duration::from_secs(3)).await;
         assert!(
-            closed.is_ok(),
+            closed,
             "mongo-pool exited, but Atlas still has connections from it: {status}"
         );
         assert_logs_clean(&logs, &seen.lock().unwrap());
@@ -388,6 +369,18 @@ pub fn per_member(status: &Value, section: &str, field: &str) -> Vec<(String, u6
         .iter()
         .map(|(k, m)| (k.clone(), m[section][field].as_u64().unwrap_or(0)))
         .collect()
+}
+
+/// Waits up to `limit` until atlas-sim has no open connection; whether it got there, and
+/// atlas-sim's status at the end.
+pub async fn all_closed(sim: &AtlasSim, limit: Duration) -> (bool, Value) {
+    let closed = wait_for("no open upstream connection", limit, || async {
+        sim.status()
+            .await
+            .is_ok_and(|s| total(&s, "connections", "current") == 0)
+    })
+    .await;
+    (closed.is_ok(), sim.status().await.unwrap())
 }
 
 /// The server (or mongo-pool) error code of a driver error, also when the driver wraps it.
