@@ -54,6 +54,8 @@ print(p, f)
 PY
 }
 
+# First: it also builds the binaries (mongo-pool, atlas-sim, lambda-sim, bootstrap) the later
+# suites start.
 run_suite rust cargo test --workspace --all-targets --no-fail-fast
 run_suite rust-doc cargo test --workspace --doc
 run_suite python-drivers "$py" -m pytest -q -p no:cacheprovider tests/drivers/python
