@@ -1,0 +1,130 @@
+use super::*;
+use bson::{Binary, rawdoc, spec::BinarySubtype};
+
+fn req(body: &RawDocument) -> Request {
+    Request::from_command(&Command::inspect(body).unwrap()).unwrap()
+}
+
+fn host(port: u16) -> HostPort {
+    HostPort {
+        host: "127.0.0.1".into(),
+        port,
+    }
+}
+
+fn lsid(n: u8) -> RawDocumentBuf {
+    rawdoc! { "id": Binary { subtype: BinarySubtype::Uuid, bytes: vec![n; 16] } }
+}
+
+fn reply_with_cursor(id: i64) -> RawDocumentBuf {
+    rawdoc! { "cursor": { "id": id, "ns": "db.c", "firstBatch": [] }, "ok": 1.0 }
+}
+
+#[test]
+fn reads_go_by_read_preference_and_default_to_primary() {
+    let router = Router::default();
+    let find = rawdoc! { "find": "c", "$db": "db" };
+    assert_eq!(
+        router.target(&req(&find)),
+        Target::Select(ReadPreferenceMode::Primary)
+    );
+    let secondary =
+        rawdoc! { "find": "c", "$db": "db", "$readPreference": { "mode": "secondary" } };
+    assert_eq!(
+        router.target(&req(&secondary)),
+        Target::Select(ReadPreferenceMode::Secondary)
+    );
+}
+
+#[test]
+fn get_more_and_kill_cursors_reach_the_member_that_opened_the_cursor() {
+    let router = Router::default();
+    let find = rawdoc! { "find": "c", "$db": "db" };
+    let reply = reply_with_cursor(77);
+    router.learn(&req(&find), &Reply::inspect(&reply).unwrap(), &host(2));
+    let get_more = rawdoc! { "getMore": 77_i64, "collection": "c", "$db": "db" };
+    assert_eq!(router.target(&req(&get_more)), Target::Pinned(host(2)));
+    let kill = rawdoc! { "killCursors": "c", "cursors": [77_i64], "$db": "db" };
+    let kill_cmd = req(&kill);
+    assert_eq!(router.target(&kill_cmd), Target::Pinned(host(2)));
+    router.learn(
+        &kill_cmd,
+        &Reply::inspect(&rawdoc! { "ok": 1.0 }).unwrap(),
+        &host(2),
+    );
+    assert_eq!(router.target(&req(&get_more)), Target::UnknownCursor(77));
+}
+
+#[test]
+fn an_exhausted_cursor_is_forgotten() {
+    let router = Router::default();
+    router.learn(
+        &req(&rawdoc! { "find": "c", "$db": "db" }),
+        &Reply::inspect(&reply_with_cursor(5)).unwrap(),
+        &host(1),
+    );
+    let get_more = rawdoc! { "getMore": 5_i64, "collection": "c", "$db": "db" };
+    let last = rawdoc! { "cursor": { "id": 0_i64, "ns": "db.c", "nextBatch": [] }, "ok": 1.0 };
+    router.learn(&req(&get_more), &Reply::inspect(&last).unwrap(), &host(1));
+    assert_eq!(router.sizes().0, 0);
+}
+
+#[test]
+fn a_transaction_is_pinned_from_start_to_commit() {
+    let router = Router::default();
+    let id = lsid(1);
+    let start = rawdoc! { "insert": "c", "$db": "db", "lsid": id.clone(), "txnNumber": 3_i64, "autocommit": false, "startTransaction": true };
+    let start_cmd = req(&start);
+    assert_eq!(
+        router.target(&start_cmd),
+        Target::Select(ReadPreferenceMode::Primary)
+    );
+    router.learn(
+        &start_cmd,
+        &Reply::inspect(&rawdoc! { "n": 1, "ok": 1.0 }).unwrap(),
+        &host(3),
+    );
+    let next = rawdoc! { "find": "c", "$db": "db", "lsid": id.clone(), "txnNumber": 3_i64, "autocommit": false };
+    assert_eq!(router.target(&req(&next)), Target::Pinned(host(3)));
+    let commit = rawdoc! { "commitTransaction": 1, "$db": "admin", "lsid": id.clone(), "txnNumber": 3_i64, "autocommit": false };
+    let commit_cmd = req(&commit);
+    assert_eq!(router.target(&commit_cmd), Target::Pinned(host(3)));
+    router.learn(
+        &commit_cmd,
+        &Reply::inspect(&rawdoc! { "ok": 1.0 }).unwrap(),
+        &host(3),
+    );
+    assert_eq!(router.sizes().1, 0);
+}
+
+#[test]
+fn the_maps_are_bounded() {
+    let mut map = ExpiringMap::new(Duration::from_secs(60), 3);
+    let now = Instant::now();
+    for i in 0..10 {
+        map.insert(i, i, now);
+    }
+    assert_eq!(map.len(), 3);
+    assert!(map.touch(&9, now).is_some());
+    assert!(map.touch(&0, now).is_none());
+}
+
+#[test]
+fn entries_expire() {
+    let mut map = ExpiringMap::new(Duration::from_millis(10), 10);
+    let now = Instant::now();
+    map.insert(1, "a", now);
+    assert!(map.touch(&1, now + Duration::from_millis(5)).is_some());
+    assert!(map.touch(&1, now + Duration::from_millis(100)).is_none());
+}
+
+#[test]
+fn sessions_are_remembered_once_and_forgotten_when_ended() {
+    let router = Router::default();
+    router.saw_session(&lsid(1));
+    router.saw_session(&lsid(1));
+    router.saw_session(&lsid(2));
+    assert_eq!(router.live_sessions().len(), 2);
+    router.ended_sessions(std::iter::once(lsid(1)));
+    assert_eq!(router.live_sessions(), vec![lsid(2)]);
+}
