@@ -15,6 +15,12 @@ use super::reply::{CommandReply, code_name, error};
 use super::sasl::{self, AuthState};
 use crate::store::{Outcome, Store};
 
+mod cursor;
+mod transaction;
+
+use cursor::{get_more, kill_cursors};
+use transaction::{finish_transaction, session_key, txn_number};
+
 /// The state of one client connection that commands read and change.
 #[derive(Debug)]
 pub struct Connection {
@@ -42,8 +48,10 @@ impl Connection {
     }
 }
 
-const RETRYABLE: &str = "RetryableWriteError";
-const TRANSIENT: &str = "TransientTransactionError";
+/// The error label of a write the driver may retry once.
+pub(super) const RETRYABLE: &str = "RetryableWriteError";
+/// The error label of a transaction the driver may run again from the start.
+pub(super) const TRANSIENT: &str = "TransientTransactionError";
 
 /// Runs one command. `command` is the whole body with kind-1 sequences merged in and `$db` set.
 pub async fn handle(
@@ -249,7 +257,7 @@ async fn authenticated(
         }
         "endSessions" | "killSessions" | "refreshSessions" => CommandReply::ok(Document::new()),
         "getMore" => get_more(cluster, member, db, &command),
-        "killCursors" => kill_cursors(cluster, member, db, &command),
+        "killCursors" => kill_cursors(cluster, member, &command),
         "commitTransaction" | "abortTransaction" => {
             finish_transaction(cluster, member, name, &command)
         }
@@ -280,159 +288,17 @@ fn server_status(cluster: &Cluster, member: usize) -> Document {
     }
 }
 
-fn collection_ns(db: &str, command: &Document, field: &str) -> String {
+pub(super) fn collection_ns(db: &str, command: &Document, field: &str) -> String {
     format!("{db}.{}", command.get_str(field).unwrap_or(""))
 }
 
-fn get_more(cluster: &Cluster, member: usize, db: &str, command: &Document) -> CommandReply {
-    let id = match command.get("getMore") {
-        Some(Bson::Int64(v)) => *v,
-        Some(Bson::Int32(v)) => i64::from(*v),
-        _ => {
-            return error(
-                14,
-                "TypeMismatch",
-                "getMore must be a 64-bit cursor id",
-                &[],
-            );
-        }
-    };
-    let ns = collection_ns(db, command, "collection");
-    let size = positive(command.get("batchSize")).unwrap_or(0);
-    let mut cursors = lock(&cluster.members[member].cursors);
-    match cursors.get_more(id, &ns, size) {
-        None => error(
-            43,
-            "CursorNotFound",
-            &format!("cursor id {id} not found"),
-            &[],
-        ),
-        Some(Err(owner)) => error(
-            13,
-            "Unauthorized",
-            &format!(
-                "Requested getMore on namespace '{ns}', but cursor belongs to a different namespace {owner}"
-            ),
-            &[],
-        ),
-        Some(Ok((batch, next_id))) => CommandReply::ok(doc! {
-            "cursor": { "nextBatch": batch, "id": next_id, "ns": ns },
-        }),
-    }
-}
-
-fn kill_cursors(cluster: &Cluster, member: usize, db: &str, command: &Document) -> CommandReply {
-    let ids: Vec<i64> = match command.get_array("cursors") {
-        Ok(ids) => ids
-            .iter()
-            .filter_map(|id| match id {
-                Bson::Int64(v) => Some(*v),
-                Bson::Int32(v) => Some(i64::from(*v)),
-                _ => None,
-            })
-            .collect(),
-        Err(_) => {
-            return error(
-                14,
-                "TypeMismatch",
-                "killCursors.cursors must be an array",
-                &[],
-            );
-        }
-    };
-    let _ = db;
-    let mut cursors = lock(&cluster.members[member].cursors);
-    let (killed, not_found): (Vec<i64>, Vec<i64>) =
-        ids.into_iter().partition(|id| cursors.kill(*id));
-    CommandReply::ok(doc! {
-        "cursorsKilled": killed,
-        "cursorsNotFound": not_found,
-        "cursorsAlive": [],
-        "cursorsUnknown": [],
-    })
-}
-
-fn positive(value: Option<&Bson>) -> Option<usize> {
+pub(super) fn positive(value: Option<&Bson>) -> Option<usize> {
     match value? {
         Bson::Int32(v) => usize::try_from(*v).ok(),
         Bson::Int64(v) => usize::try_from(*v).ok(),
         Bson::Double(v) if *v >= 0.0 => Some(*v as usize),
         _ => None,
     }
-}
-
-fn session_key(command: &Document) -> Option<Vec<u8>> {
-    command
-        .get_document("lsid")
-        .ok()
-        .and_then(|l| l.to_vec().ok())
-}
-
-fn txn_number(command: &Document) -> Option<i64> {
-    match command.get("txnNumber")? {
-        Bson::Int64(v) => Some(*v),
-        Bson::Int32(v) => Some(i64::from(*v)),
-        _ => None,
-    }
-}
-
-fn finish_transaction(
-    cluster: &Cluster,
-    member: usize,
-    name: &str,
-    command: &Document,
-) -> CommandReply {
-    if !cluster.is_writable(member) {
-        return error(10107, "NotWritablePrimary", "not primary", &[RETRYABLE]);
-    }
-    let (Some(key), Some(n)) = (session_key(command), txn_number(command)) else {
-        return error(
-            50768,
-            "InvalidOptions",
-            &format!("{name} requires lsid and txnNumber"),
-            &[],
-        );
-    };
-    let mut sessions = lock(&cluster.sessions);
-    if name == "abortTransaction" {
-        return if sessions.abort(&key, n) {
-            CommandReply::ok(Document::new())
-        } else {
-            error(
-                251,
-                "NoSuchTransaction",
-                &format!("Transaction with {{ txnNumber: {n} }} has been aborted."),
-                &[TRANSIENT],
-            )
-        };
-    }
-    if sessions.was_committed(&key, n) {
-        return CommandReply::ok(Document::new());
-    }
-    let Some(txn) = sessions.take_for_commit(&key, n) else {
-        return error(
-            251,
-            "NoSuchTransaction",
-            &format!("Transaction with {{ txnNumber: {n} }} has been aborted."),
-            &[TRANSIENT],
-        );
-    };
-    drop(sessions);
-    let mut store = lock(&cluster.store);
-    // Apply on a copy so a failing write leaves the store as it was.
-    let mut applied = store.clone();
-    for (db, write) in &txn.writes {
-        if let Err(e) = applied.execute(db, write) {
-            return error(
-                112,
-                "WriteConflict",
-                &format!("transaction could not be applied: {e}"),
-                &[TRANSIENT],
-            );
-        }
-    }
-    *store = applied;
-    CommandReply::ok(Document::new())
 }
 
 fn read_preference_allows_secondary(command: &Document) -> bool {
