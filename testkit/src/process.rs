@@ -76,7 +76,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     }
     if !path.exists() {
         bail!(
-            "{} is missing: run `cargo build --workspace --bins` (make test does)",
+            "{} is missing: run `cargo build --workspace --bins` (make test builds it)",
             path.display()
         );
     }

@@ -99,7 +99,7 @@ export class Sim {
 
 async function startSim(dir, topology) {
   if (!fs.existsSync(ATLAS_SIM)) {
-    throw new Error(`${ATLAS_SIM} is missing: run \`cargo build --workspace --bins\` (make test does)`);
+    throw new Error(`${ATLAS_SIM} is missing: run \`cargo build --workspace --bins\` (make test builds it)`);
   }
   const logPath = path.join(dir, `atlas-sim-${topology}.log`);
   const log = fs.openSync(logPath, 'w');
@@ -166,7 +166,7 @@ function poolEnv(uri, socketPath) {
  */
 export async function startPool(t, { topology = 'replset', uriOptions = {} } = {}) {
   if (!fs.existsSync(MONGO_POOL)) {
-    throw new Error(`${MONGO_POOL} is missing: run \`cargo build --workspace --bins\` (make test does)`);
+    throw new Error(`${MONGO_POOL} is missing: run \`cargo build --workspace --bins\` (make test builds it)`);
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-node-'));
   const started = [];

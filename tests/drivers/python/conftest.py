@@ -57,7 +57,7 @@ class AtlasSim:
 
 def start_atlas_sim(*args, tmp_path):
     if not ATLAS_SIM.exists():
-        pytest.fail(f"{ATLAS_SIM} is missing: build it with `cargo build -p mongo-pool-testkit` (make test does)")
+        pytest.fail(f"{ATLAS_SIM} is missing: build it with `cargo build -p mongo-pool-testkit` (make test builds it)")
     log = open(tmp_path / f"atlas-sim-{time.monotonic_ns()}.log", "w")
     proc = subprocess.Popen([str(ATLAS_SIM), "--state-dir", str(tmp_path / "sim-state"), *args],
                             stdout=subprocess.PIPE, stderr=log, text=True)

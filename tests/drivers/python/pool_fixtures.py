@@ -82,7 +82,7 @@ class Sim:
 
 def start_sim(log_dir, *args):
     if not ATLAS_SIM.exists():
-        pytest.fail(f"{ATLAS_SIM} is missing: run `cargo build --workspace --bins` (make test does)")
+        pytest.fail(f"{ATLAS_SIM} is missing: run `cargo build --workspace --bins` (make test builds it)")
     log_path = log_dir / f"atlas-sim-{time.monotonic_ns()}.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
@@ -162,7 +162,7 @@ def _short_dir(tmp_path):
 
 def start_pool(sim, tmp_path, uri_options=None, env=None):
     if not MONGO_POOL.exists():
-        pytest.fail(f"{MONGO_POOL} is missing: run `cargo build --workspace --bins` (make test does)")
+        pytest.fail(f"{MONGO_POOL} is missing: run `cargo build --workspace --bins` (make test builds it)")
     uri = sim.uri
     if uri_options:
         uri += ("&" if "?" in uri else "/?") + urllib.parse.urlencode(uri_options)
