@@ -58,6 +58,14 @@ fn query_bytes(name: &str, record_type: RecordType) -> anyhow::Result<Vec<u8>> {
     Ok(message.to_vec()?)
 }
 
+/// The reply `records` gives to `query` over `transport`, decoded.
+fn ask(records: &Records, query: &[u8], transport: Transport) -> anyhow::Result<Message> {
+    let reply = records
+        .answer(query, transport)
+        .ok_or_else(|| anyhow::anyhow!("no reply"))?;
+    Ok(Message::from_vec(&reply)?)
+}
+
 async fn resolves_every_record_type(tcp_only: bool) -> anyhow::Result<()> {
     let server = serve("127.0.0.1:0".parse()?, zone()).await?;
     let resolver = resolver(server.local_addr(), tcp_only)?;
@@ -147,13 +155,11 @@ async fn resolver_falls_back_to_tcp_for_a_truncated_answer() -> anyhow::Result<(
 #[test]
 fn response_is_authoritative_and_echoes_id_and_question() -> anyhow::Result<()> {
     let records = Records::build(&zone())?;
-    let reply = records
-        .answer(
-            &query_bytes("CLUSTER0-shard-00-00.sim.test", RecordType::A)?,
-            Transport::Udp,
-        )
-        .ok_or_else(|| anyhow::anyhow!("no reply"))?;
-    let reply = Message::from_vec(&reply)?;
+    let reply = ask(
+        &records,
+        &query_bytes("CLUSTER0-shard-00-00.sim.test", RecordType::A)?,
+        Transport::Udp,
+    )?;
     assert_eq!(reply.metadata.id, 0x1234);
     assert_eq!(reply.metadata.message_type, MessageType::Response);
     assert!(reply.metadata.authoritative);
@@ -171,13 +177,11 @@ fn response_is_authoritative_and_echoes_id_and_question() -> anyhow::Result<()> 
 #[test]
 fn known_name_with_another_type_is_noerror_and_empty() -> anyhow::Result<()> {
     let records = Records::build(&zone())?;
-    let reply = records
-        .answer(
-            &query_bytes("cluster0.sim.test.", RecordType::AAAA)?,
-            Transport::Udp,
-        )
-        .ok_or_else(|| anyhow::anyhow!("no reply"))?;
-    let reply = Message::from_vec(&reply)?;
+    let reply = ask(
+        &records,
+        &query_bytes("cluster0.sim.test.", RecordType::AAAA)?,
+        Transport::Udp,
+    )?;
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
     assert!(reply.metadata.authoritative);
     assert!(reply.answers.is_empty());
@@ -187,13 +191,11 @@ fn known_name_with_another_type_is_noerror_and_empty() -> anyhow::Result<()> {
 #[test]
 fn unknown_name_is_nxdomain() -> anyhow::Result<()> {
     let records = Records::build(&zone())?;
-    let reply = records
-        .answer(
-            &query_bytes("_mongodb._tcp.other.sim.test.", RecordType::SRV)?,
-            Transport::Tcp,
-        )
-        .ok_or_else(|| anyhow::anyhow!("no reply"))?;
-    let reply = Message::from_vec(&reply)?;
+    let reply = ask(
+        &records,
+        &query_bytes("_mongodb._tcp.other.sim.test.", RecordType::SRV)?,
+        Transport::Tcp,
+    )?;
     assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
     assert!(reply.metadata.authoritative);
     Ok(())
@@ -211,18 +213,10 @@ fn oversized_udp_answer_is_truncated_but_tcp_is_not() -> anyhow::Result<()> {
         .collect();
     let records = Records::build(&Zone::new().with_srv(SRV_NAME, targets))?;
     let query = query_bytes(SRV_NAME, RecordType::SRV)?;
-    let udp = Message::from_vec(
-        &records
-            .answer(&query, Transport::Udp)
-            .ok_or_else(|| anyhow::anyhow!("no reply"))?,
-    )?;
+    let udp = ask(&records, &query, Transport::Udp)?;
     assert!(udp.metadata.truncation);
     assert!(udp.answers.is_empty());
-    let tcp = Message::from_vec(
-        &records
-            .answer(&query, Transport::Tcp)
-            .ok_or_else(|| anyhow::anyhow!("no reply"))?,
-    )?;
+    let tcp = ask(&records, &query, Transport::Tcp)?;
     assert!(!tcp.metadata.truncation);
     assert_eq!(tcp.answers.len(), 40);
     Ok(())
@@ -231,10 +225,7 @@ fn oversized_udp_answer_is_truncated_but_tcp_is_not() -> anyhow::Result<()> {
 #[test]
 fn garbage_gets_formerr_with_the_same_id() -> anyhow::Result<()> {
     let records = Records::build(&zone())?;
-    let reply = records
-        .answer(&[0xab, 0xcd, 0x01, 0x00, 0xff], Transport::Udp)
-        .ok_or_else(|| anyhow::anyhow!("no reply"))?;
-    let reply = Message::from_vec(&reply)?;
+    let reply = ask(&records, &[0xab, 0xcd, 0x01, 0x00, 0xff], Transport::Udp)?;
     assert_eq!(reply.metadata.id, 0xabcd);
     assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
     Ok(())
