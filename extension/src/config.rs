@@ -103,10 +103,15 @@ pub enum ConfigError {
         expected: String,
     },
     /// A `MONGO_POOL_*` variable that mongo-pool does not know, probably a typo.
-    #[error("unknown variable {name}: mongo-pool knows {known}")]
+    #[error(
+        "unknown variable {name}: {}mongo-pool knows {known}",
+        .suggestion.map(|s| format!("did you mean {s}? ")).unwrap_or_default()
+    )]
     UnknownVariable {
         /// The unknown variable's name.
         name: String,
+        /// The known variable it is closest to, when one is a likely intent.
+        suggestion: Option<&'static str>,
         /// The known names, comma-separated.
         known: String,
     },
@@ -463,11 +468,29 @@ where
         if name.starts_with(ENV_PREFIX) && !KNOWN_VARS.contains(&name) {
             return Err(ConfigError::UnknownVariable {
                 name: name.to_owned(),
+                suggestion: closest_known(name),
                 known: KNOWN_VARS.join(", "),
             });
         }
     }
     Ok(())
+}
+
+/// The known variable a mistyped `name` most likely meant: the nearest by edit distance after
+/// the common prefix, if it is within a quarter of the name's length (at least one edit), so
+/// `MONGO_POOL_MAX_CLIENT` gets `MONGO_POOL_MAX_CLIENTS` and `MONGO_POOL_FOO` gets nothing.
+fn closest_known(name: &str) -> Option<&'static str> {
+    let rest = name.strip_prefix(ENV_PREFIX).unwrap_or(name);
+    let allowed = (rest.len() / 4).max(1);
+    KNOWN_VARS
+        .iter()
+        .map(|known| {
+            let known_rest = known.strip_prefix(ENV_PREFIX).unwrap_or(known);
+            (strsim::levenshtein(rest, known_rest), *known)
+        })
+        .filter(|(distance, _)| *distance <= allowed)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
 }
 
 /// Parses `600`, `0600`, `0o600` or `0660`: octal, no special bits (setuid, setgid, sticky),

@@ -129,6 +129,25 @@ fn unknown_prefixed_variable_is_rejected_naming_the_known_ones() {
 }
 
 #[test]
+fn a_mistyped_variable_gets_the_one_it_most_likely_meant() {
+    for (typo, meant) in [
+        ("MONGO_POOL_MAX_CLIENT", ENV_MAX_CLIENTS),
+        ("MONGO_POOL_LOGFORMAT", ENV_LOG_FORMAT),
+        ("MONGO_POOL_URL", ENV_URI),
+        ("MONGO_POOL_INIT_FAILFAST", ENV_INIT_FAIL_FAST),
+        ("MONGO_POOL_SOCKETS", ENV_SOCKET),
+    ] {
+        let msg = load_err(&[(ENV_URI, ATLAS), (typo, "1")]).to_string();
+        assert!(
+            msg.contains(&format!("{typo}: did you mean {meant}? ")),
+            "{msg}"
+        );
+    }
+    let msg = load_err(&[(ENV_URI, ATLAS), ("MONGO_POOL_FOO", "1")]).to_string();
+    assert!(!msg.contains("did you mean"), "{msg}");
+}
+
+#[test]
 fn other_variables_are_ignored() {
     load_ok(&[(ENV_URI, ATLAS), ("PATH", "/usr/bin"), ("MONGO_URI", "x")]);
 }
