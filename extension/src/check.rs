@@ -49,6 +49,12 @@ pub async fn run(
             uri.function_options.join(", ")
         ))?;
     }
+    if !uri.unknown_options.is_empty() {
+        check.note(&format!(
+            "options mongo-pool does not know, ignored: {}",
+            uri.unknown_options_explained()
+        ))?;
+    }
 
     // The seed list.
     let step = Instant::now();

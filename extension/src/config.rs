@@ -11,14 +11,15 @@
 //! which holds no secret (credentials in the URI are rejected), so `Debug` and `Display` of a
 //! `Config` are safe to log.
 
+mod error;
 pub mod uri;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use thiserror::Error;
-
+pub use error::ConfigError;
+pub(crate) use error::closest;
 pub use uri::{HostPort, Seeds, UriError, UriOptions};
 
 /// Prefix shared by every mongo-pool environment variable.
@@ -79,46 +80,6 @@ pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
 pub const DEFAULT_MAX_CLIENTS: u32 = 512;
 /// Upper bound of `MONGO_POOL_MAX_CLIENTS` (each one is a task and a file descriptor).
 pub const MAX_MAX_CLIENTS: u32 = 65_536;
-
-/// An invalid configuration: each variant names the variable and what would be valid.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A required variable is absent.
-    #[error("{var} is not set: {hint}")]
-    Missing {
-        /// The variable.
-        var: &'static str,
-        /// What to put there.
-        hint: &'static str,
-    },
-    /// A variable has a value mongo-pool cannot use.
-    #[error("{var}={value:?} is invalid: {expected}")]
-    Invalid {
-        /// The variable.
-        var: &'static str,
-        /// The value as given (never used for the URI, which may hold a secret).
-        value: String,
-        /// What would be valid.
-        expected: String,
-    },
-    /// A `MONGO_POOL_*` variable that mongo-pool does not know, probably a typo.
-    #[error(
-        "unknown variable {name}: {}mongo-pool knows {known}",
-        .suggestion.map(|s| format!("did you mean {s}? ")).unwrap_or_default()
-    )]
-    UnknownVariable {
-        /// The unknown variable's name.
-        name: String,
-        /// The known variable it is closest to, when one is a likely intent.
-        suggestion: Option<&'static str>,
-        /// The known names, comma-separated.
-        known: String,
-    },
-    /// `MONGO_POOL_URI` is not a usable connection string.
-    #[error("{ENV_URI}: {0}")]
-    Uri(#[from] UriError),
-}
 
 /// How the process runs, as asked for by `MONGO_POOL_MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,29 +429,12 @@ where
         if name.starts_with(ENV_PREFIX) && !KNOWN_VARS.contains(&name) {
             return Err(ConfigError::UnknownVariable {
                 name: name.to_owned(),
-                suggestion: closest_known(name),
+                suggestion: closest(name, KNOWN_VARS.iter().copied(), ENV_PREFIX),
                 known: KNOWN_VARS.join(", "),
             });
         }
     }
     Ok(())
-}
-
-/// The known variable a mistyped `name` most likely meant: the nearest by edit distance after
-/// the common prefix, if it is within a quarter of the name's length (at least one edit), so
-/// `MONGO_POOL_MAX_CLIENT` gets `MONGO_POOL_MAX_CLIENTS` and `MONGO_POOL_FOO` gets nothing.
-fn closest_known(name: &str) -> Option<&'static str> {
-    let rest = name.strip_prefix(ENV_PREFIX).unwrap_or(name);
-    let allowed = (rest.len() / 4).max(1);
-    KNOWN_VARS
-        .iter()
-        .map(|known| {
-            let known_rest = known.strip_prefix(ENV_PREFIX).unwrap_or(known);
-            (strsim::levenshtein(rest, known_rest), *known)
-        })
-        .filter(|(distance, _)| *distance <= allowed)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, known)| known)
 }
 
 /// Parses `600`, `0600`, `0o600` or `0660`: octal, no special bits (setuid, setgid, sticky),

@@ -129,6 +129,21 @@ pub async fn start(
         tracker.clone(),
     ));
     tracing::info!(socket = %config.socket_path.display(), upstream = %config.uri.seeds, "mongo-pool is serving");
+    let uri = &config.uri;
+    if !uri.unknown_options.is_empty() {
+        tracing::warn!(
+            options = %uri.unknown_options_explained(),
+            "MONGO_POOL_URI has options mongo-pool does not know: ignored"
+        );
+    }
+    if !uri.function_options.is_empty() {
+        // Atlas's own connection strings carry retryWrites and w: not worth a line per start.
+        tracing::debug!(
+            options = %uri.function_options.join(", "),
+            "MONGO_POOL_URI has options for the function's own driver: ignored here, set them in \
+             the function's connection string"
+        );
+    }
     Ok(Running {
         proxy,
         tracker,

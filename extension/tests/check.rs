@@ -65,7 +65,11 @@ async fn check_passes_for_a_replica_set_through_mongodb_and_mongodb_srv_and_prin
     let sim = sim_with_key(&["--srv", SRV_NAME, "--dns-port", "0"]).await;
     let dns = sim.start.dns.clone().expect("dns");
 
+    // With a mistyped option: drivers ignore unknown options, and so does the check, but it
+    // says which option was probably meant.
     let srv_uri = sim.start.srv_uri.clone().expect("srv uri");
+    let separator = if srv_uri.contains('?') { '&' } else { '?' };
+    let srv_uri = format!("{srv_uri}{separator}maxPoolSze=5");
     let mut env = env_with_key(&srv_uri);
     env.push(("MONGO_POOL_DNS_SERVER", &dns));
     let run = check(&env).await;
@@ -74,6 +78,12 @@ async fn check_passes_for_a_replica_set_through_mongodb_and_mongodb_srv_and_prin
     assert!(
         run.output.contains("3 hosts") && run.output.contains(SRV_NAME),
         "no SRV step:\n{}",
+        run.output
+    );
+    assert!(
+        run.output
+            .contains("does not know, ignored: maxPoolSze (did you mean maxPoolSize?)"),
+        "no note on the mistyped option:\n{}",
         run.output
     );
 }

@@ -37,6 +37,30 @@ pub(super) const FUNCTION_OPTIONS: &[&str] = &[
     "proxyPassword",
 ];
 
+/// The options mongo-pool applies itself, as the specification spells them ([`RawOptions::add`]
+/// matches them case-insensitively).
+pub(super) const POOL_OPTIONS: &[&str] = &[
+    "authMechanism",
+    "authSource",
+    "replicaSet",
+    "tls",
+    "ssl",
+    "tlsCAFile",
+    "appName",
+    "minPoolSize",
+    "maxPoolSize",
+    "maxConnecting",
+    "maxIdleTimeMS",
+    "waitQueueTimeoutMS",
+    "connectTimeoutMS",
+    "serverSelectionTimeoutMS",
+    "heartbeatFrequencyMS",
+    "srvMaxHosts",
+    "srvServiceName",
+    "directConnection",
+    "loadBalanced",
+];
+
 /// TLS options that would turn certificate verification off.
 pub(super) const VERIFICATION_OPTIONS: &[&str] = &[
     "tlsInsecure",

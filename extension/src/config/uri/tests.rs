@@ -490,6 +490,37 @@ fn unknown_options_are_listed_by_name_only() {
 }
 
 #[test]
+fn unknown_options_get_the_option_they_most_likely_meant() {
+    let o = ok("mongodb://h/?maxPoolSze=5&retryWrite=true&frobnicate=1&MAXIDLETIMEMS=9");
+    assert_eq!(
+        o.unknown_options_explained(),
+        "maxPoolSze (did you mean maxPoolSize?), retryWrite (did you mean retryWrites?), \
+         frobnicate"
+    );
+    assert_eq!(o.max_idle_time, Some(Duration::from_millis(9)));
+}
+
+#[test]
+fn every_pool_option_is_known() {
+    for name in options::POOL_OPTIONS {
+        let value = match *name {
+            "authMechanism" => "MONGODB-AWS",
+            "authSource" => "$external",
+            "tls" | "ssl" => "true",
+            "directConnection" | "loadBalanced" => "false",
+            "srvMaxHosts" => "0",
+            "minPoolSize" | "maxPoolSize" | "maxConnecting" => "1",
+            n if n.ends_with("MS") => "1000",
+            _ => "x",
+        };
+        let o = ok(&format!(
+            "mongodb+srv://cluster0.example.net/?{name}={value}"
+        ));
+        assert!(o.unknown_options.is_empty(), "{name}: {o:?}");
+    }
+}
+
+#[test]
 fn app_name_is_bounded() {
     let long = "a".repeat(129);
     assert!(matches!(
