@@ -175,17 +175,26 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     }
 
     let tls = options.tls_enabled();
+    // Without --state-dir the certificates go to a new temporary directory, removed when
+    // atlas-sim stops (after a signal or an error; a SIGKILL leaves it).
+    let mut temp_state: Option<tempfile::TempDir> = None;
     let (acceptor, ca_file) = if tls {
         let dir = match &options.state_dir {
-            Some(dir) => dir.clone(),
-            None => std::env::temp_dir().join(format!(
-                "atlas-sim-{}-{}",
-                std::process::id(),
-                rand::random::<u32>()
-            )),
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating state dir {}", dir.display()))?;
+                dir.clone()
+            }
+            None => temp_state
+                .insert(
+                    tempfile::Builder::new()
+                        .prefix("atlas-sim-")
+                        .tempdir()
+                        .context("creating a temporary state dir")?,
+                )
+                .path()
+                .to_path_buf(),
         };
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating state dir {}", dir.display()))?;
         let paths = certs::generate(&dir, &host_names).context("generating TLS certificates")?;
         let config = certs::server_config(&paths).context("loading the server certificate")?;
         (Some(TlsAcceptor::from(config)), Some(paths.ca_file))
@@ -262,6 +271,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     drop(dns_server);
+    drop(temp_state);
     Ok(())
 }
 

@@ -954,3 +954,43 @@ async fn no_tls_serves_plain_tcp_and_latency_delays_every_reply() {
         "--latency-ms is added"
     );
 }
+
+#[tokio::test]
+async fn without_state_dir_the_certificates_go_to_a_temp_dir_removed_at_exit() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let binary = mongo_pool_testkit::process::binary("atlas-sim").unwrap();
+    let mut child = tokio::process::Command::new(binary)
+        .args([
+            "--members",
+            "1",
+            "--principal",
+            &wire_client::principal_arg(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .expect("no start line within 30 s")
+    .unwrap()
+    .expect("atlas-sim exited before its start line");
+    let start: Value = serde_json::from_str(&line).unwrap();
+    let ca_file = std::path::PathBuf::from(start["ca_file"].as_str().unwrap());
+    let dir = ca_file.parent().unwrap().to_path_buf();
+    assert!(ca_file.is_file(), "{} is missing", ca_file.display());
+
+    mongo_pool_testkit::process::signal_child(&child, mongo_pool_testkit::process::Signal::SIGTERM)
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("atlas-sim did not exit within 10 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}

@@ -59,7 +59,7 @@ pub struct Options {
     pub no_tls: bool,
 
     /// Where ca.pem, ca-key.pem, server.pem and server-key.pem are written (default: a new
-    /// directory under the system temp dir).
+    /// directory under the system temp dir, removed when atlas-sim stops).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
 
