@@ -19,7 +19,7 @@ mod cursor;
 mod transaction;
 
 use cursor::{get_more, kill_cursors};
-use transaction::{finish_transaction, session_key, txn_number};
+use transaction::{finish_transaction, no_such_transaction, session_key, txn_number};
 
 /// The state of one client connection that commands read and change.
 #[derive(Debug)]
@@ -361,12 +361,7 @@ fn data_command(
             sessions.start(key.clone(), n, &store);
         }
         let Some(transaction) = sessions.transaction(&key, n) else {
-            return error(
-                251,
-                "NoSuchTransaction",
-                &format!("Transaction with {{ txnNumber: {n} }} has been aborted."),
-                &[TRANSIENT],
-            );
+            return no_such_transaction(n);
         };
         let result = transaction.snapshot.execute(db, &command);
         if is_write && result.is_ok() {

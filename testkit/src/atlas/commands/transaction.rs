@@ -44,24 +44,14 @@ pub(super) fn finish_transaction(
         return if sessions.abort(&key, n) {
             CommandReply::ok(Document::new())
         } else {
-            error(
-                251,
-                "NoSuchTransaction",
-                &format!("Transaction with {{ txnNumber: {n} }} has been aborted."),
-                &[TRANSIENT],
-            )
+            no_such_transaction(n)
         };
     }
     if sessions.was_committed(&key, n) {
         return CommandReply::ok(Document::new());
     }
     let Some(txn) = sessions.take_for_commit(&key, n) else {
-        return error(
-            251,
-            "NoSuchTransaction",
-            &format!("Transaction with {{ txnNumber: {n} }} has been aborted."),
-            &[TRANSIENT],
-        );
+        return no_such_transaction(n);
     };
     drop(sessions);
     let mut store = lock(&cluster.store);
@@ -79,4 +69,15 @@ pub(super) fn finish_transaction(
     }
     *store = applied;
     CommandReply::ok(Document::new())
+}
+
+/// The error for a statement or commit of transaction `n` that is no longer open: the driver
+/// runs the transaction again from the start.
+pub(super) fn no_such_transaction(n: i64) -> CommandReply {
+    error(
+        251,
+        "NoSuchTransaction",
+        &format!("Transaction with {{ txnNumber: {n} }} has been aborted."),
+        &[TRANSIENT],
+    )
 }
