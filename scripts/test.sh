@@ -62,8 +62,9 @@ run_suite python-drivers "$py" -m pytest -q -p no:cacheprovider tests/drivers/py
 if [ -f tests/drivers/node/package.json ]; then
   run_suite node-drivers node --test --test-reporter=tap tests/drivers/node/*.test.mjs
 fi
-# The sample function built as a release binary, answering without the layer.
-run_suite sample-function-release scripts/release-check.sh
+# The sample function answering without the layer (the debug build; `make layer-check` checks
+# the release build).
+run_suite sample-function-no-layer scripts/release-check.sh debug
 # The SAM template: no errors and no warnings.
 run_suite cfn-lint .venv/bin/cfn-lint template.yaml
 # `make demo` keeps working: it exits non-zero when an invocation fails or connections stay open.
