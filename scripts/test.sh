@@ -65,8 +65,8 @@ fi
 # The sample function answering without the layer (the debug build; `make layer-check` checks
 # the release build).
 run_suite sample-function-no-layer scripts/release-check.sh debug
-# The SAM template: no errors and no warnings.
-run_suite cfn-lint .venv/bin/cfn-lint template.yaml
+# The SAM template: no errors and no warnings, outside and inside a VPC, with cfn-lint and SAM.
+run_suite template scripts/template-check.sh
 # `make demo` keeps working: it exits non-zero when an invocation fails or connections stay open.
 run_suite demo python3 scripts/demo.py
 
