@@ -93,6 +93,9 @@ qemu_aarch64() {
     if command -v "$q" >/dev/null; then echo "$q"; return; fi
   done
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    # Say so first: this changes the machine (stderr, so the caller's captured stdout stays the
+    # command name).
+    echo "layer.sh: no qemu-aarch64 here; installing Debian's qemu-user-static with apt-get" >&2
     apt-get install -y -qq qemu-user-static >/dev/null 2>&1 ||
       { apt-get update -qq >/dev/null && apt-get install -y -qq qemu-user-static >/dev/null; }
   fi
