@@ -1,12 +1,16 @@
 //! Where a forwarded request goes. Most requests go to a member picked by read preference
-//! (primary when absent); a `getMore`/`killCursors` goes to the member that opened the cursor,
-//! and every command of a transaction to the member that started it. Both maps are bounded and
-//! expire (cursors after the server's 10-minute idle timeout, transactions after
+//! (primary when absent); a `getMore`/`killCursors` goes to the member that opened the cursor.
+//! Transactions follow the transactions spec: on a replica set every statement, commit and abort
+//! goes to the *current* primary, with no pin (a commit retried after a failover must reach the
+//! new primary, which answers for a transaction that already committed); on a sharded cluster a
+//! transaction is pinned to the mongos that started it. Both maps are bounded and expire (cursors
+//! after the server's 10-minute idle timeout, transactions after
 //! `transactionLifetimeLimitSeconds`), and so is the registry of logical sessions that SHUTDOWN
 //! ends with `endSessions`.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -188,6 +192,9 @@ pub struct Router {
     cursors: Mutex<ExpiringMap<i64, HostPort>>,
     transactions: Mutex<ExpiringMap<Box<[u8]>, TransactionPin>>,
     sessions: Mutex<ExpiringMap<Box<[u8]>, ()>>,
+    /// The deployment is a sharded cluster: transactions are pinned to their mongos. Until the
+    /// topology knows (and on a replica set), they are not pinned.
+    sharded: AtomicBool,
 }
 
 impl Default for Router {
@@ -196,6 +203,7 @@ impl Default for Router {
             cursors: Mutex::new(ExpiringMap::new(CURSOR_TTL, MAX_CURSORS)),
             transactions: Mutex::new(ExpiringMap::new(TRANSACTION_TTL, MAX_TRANSACTIONS)),
             sessions: Mutex::new(ExpiringMap::new(SESSION_TTL, MAX_SESSIONS)),
+            sharded: AtomicBool::new(false),
         }
     }
 }
@@ -205,6 +213,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Router {
+    /// Tells the router what the deployment is, as the topology last saw it: on a sharded
+    /// cluster transactions are pinned to the mongos that started them, on a replica set they
+    /// are not.
+    pub fn set_sharded(&self, sharded: bool) {
+        self.sharded.store(sharded, Ordering::Relaxed);
+    }
+
+    fn sharded(&self) -> bool {
+        self.sharded.load(Ordering::Relaxed)
+    }
+
     /// Where `request` goes.
     pub fn target(&self, request: &Request) -> Target {
         let now = Instant::now();
@@ -229,14 +248,15 @@ impl Router {
             _ => {}
         }
         if request.in_transaction {
-            if let (Some(lsid), Some(txn), false) =
-                (&request.lsid, request.txn_number, request.start_transaction)
+            if self.sharded()
+                && let (Some(lsid), Some(txn), false) =
+                    (&request.lsid, request.txn_number, request.start_transaction)
                 && let Some(pin) = lock(&self.transactions).touch(lsid.as_bytes(), now)
                 && pin.txn_number == txn
             {
                 return Target::Pinned(pin.address.clone());
             }
-            // Transactions run on the primary (or any mongos).
+            // Transactions run on the current primary (or, to start, any mongos).
             return Target::Select(ReadPreferenceMode::Primary);
         }
         Target::Select(
@@ -283,7 +303,7 @@ impl Router {
                     transactions.remove(lsid.as_bytes());
                 }
             }
-            _ if request.start_transaction && reply.ok => {
+            _ if request.start_transaction && reply.ok && self.sharded() => {
                 let pin = TransactionPin {
                     txn_number: txn,
                     address: address.clone(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bson::{Document, RawDocumentBuf, doc};
 use futures_util::{SinkExt, StreamExt};
 use mongo_pool_wire::codec::MessageCodec;
-use mongo_pool_wire::inspect::{Command, CommandKind, Reply};
+use mongo_pool_wire::inspect::{Command, CommandKind, ReadPreferenceMode, Reply};
 use mongo_pool_wire::{
     Frame, MAX_MESSAGE_SIZE, MsgFlags, OpCode, OpMsgBuilder, OpReplyBuilder, WireError,
 };
@@ -28,7 +28,7 @@ use crate::pool::CheckoutError;
 use crate::proxy::{DownstreamCounters, Proxy};
 use crate::route::{Request, Target};
 use crate::stats;
-use crate::topology::{Failure, STATE_CHANGE_CODES, SelectionError};
+use crate::topology::{Failure, STATE_CHANGE_CODES, SelectionError, TopologyKind};
 use crate::upstream::connection::BrokenReason;
 
 /// How long a message that has started arriving may take to arrive whole. An idle connection
@@ -136,6 +136,29 @@ pub async fn run(proxy: Arc<Proxy>, stream: UnixStream, shutdown: CancellationTo
     }
     .instrument(span)
     .await;
+}
+
+/// The labels of an error mongo-pool itself answers with (nothing reached the server), per the
+/// transactions and retryable-writes specs:
+/// - `commitTransaction`: `UnknownTransactionCommitResult`, never `TransientTransactionError`.
+///   An earlier attempt of this commit may have applied (its reply lost), and a driver that saw
+///   TransientTransactionError would run the whole transaction again: stored twice. With
+///   `RetryableWriteError` the driver retries the commit itself.
+/// - `abortTransaction`: retryable; drivers ignore a failed abort after their retry.
+/// - any other statement of a transaction: `TransientTransactionError` (the driver retries the
+///   whole transaction: nothing of it can have committed).
+/// - anything else: `RetryableWriteError` + `NoWritesPerformed`.
+fn proxy_error_labels(kind: CommandKind, in_transaction: bool) -> Vec<&'static str> {
+    match kind {
+        CommandKind::CommitTransaction => vec![
+            "UnknownTransactionCommitResult",
+            "RetryableWriteError",
+            "NoWritesPerformed",
+        ],
+        CommandKind::AbortTransaction => vec!["RetryableWriteError", "NoWritesPerformed"],
+        _ if in_transaction => vec!["TransientTransactionError"],
+        _ => vec!["RetryableWriteError", "NoWritesPerformed"],
+    }
 }
 
 struct Session {
@@ -321,11 +344,7 @@ impl Session {
             errmsg,
             "answering with a proxy-side error"
         );
-        let labels: Vec<&str> = if request.in_transaction {
-            vec!["TransientTransactionError"]
-        } else {
-            vec!["RetryableWriteError", "NoWritesPerformed"]
-        };
+        let labels = proxy_error_labels(request.kind, request.in_transaction);
         let body = doc! { "ok": 0.0, "errmsg": errmsg, "code": code, "codeName": code_name, "errorLabels": labels };
         self.msg(&body, request_id)
     }
@@ -350,7 +369,25 @@ impl Session {
         if let Some(lsid) = &request.lsid {
             proxy.router.saw_session(lsid);
         }
-        let server = match proxy.router.target(&request) {
+        proxy
+            .router
+            .set_sharded(proxy.topology.kind() == TopologyKind::Sharded);
+        let mut target = proxy.router.target(&request);
+        // A sharded transaction's commit or abort whose mongos is gone goes to another mongos,
+        // as drivers do (the commit carries the transaction's `recoveryToken`).
+        if let Target::Pinned(address) = &target
+            && matches!(
+                request.kind,
+                CommandKind::CommitTransaction | CommandKind::AbortTransaction
+            )
+            && proxy
+                .topology
+                .server(address)
+                .is_none_or(|server| server.kind().is_none())
+        {
+            target = Target::Select(ReadPreferenceMode::Primary);
+        }
+        let server = match target {
             Target::UnknownCursor(id) => {
                 let body = doc! { "ok": 0.0, "errmsg": format!("cursor id {id} not found"), "code": 43, "codeName": "CursorNotFound" };
                 return self.msg(&body, request_id);
@@ -468,6 +505,9 @@ impl Session {
             let parsed = reply.op_msg().and_then(|msg| Reply::inspect(msg.body));
             match parsed {
                 Ok(view) => {
+                    proxy
+                        .router
+                        .set_sharded(proxy.topology.kind() == TopologyKind::Sharded);
                     proxy.router.learn(&request, &view, &server.address);
                     view.code
                         .filter(|c| !view.ok && STATE_CHANGE_CODES.contains(c))
@@ -494,5 +534,35 @@ impl Session {
         reply.set_request_id(reply_id);
         reply.set_response_to(request_id);
         Action::Reply(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_mongo_pool_could_not_deliver_is_unknown_never_transient() {
+        let labels = proxy_error_labels(CommandKind::CommitTransaction, true);
+        assert!(
+            labels.contains(&"UnknownTransactionCommitResult"),
+            "{labels:?}"
+        );
+        assert!(labels.contains(&"RetryableWriteError"), "{labels:?}");
+        assert!(!labels.contains(&"TransientTransactionError"), "{labels:?}");
+        let abort = proxy_error_labels(CommandKind::AbortTransaction, true);
+        assert!(!abort.contains(&"TransientTransactionError"), "{abort:?}");
+    }
+
+    #[test]
+    fn a_statement_of_a_transaction_is_transient_and_others_retryable() {
+        assert_eq!(
+            proxy_error_labels(CommandKind::Other, true),
+            vec!["TransientTransactionError"]
+        );
+        assert_eq!(
+            proxy_error_labels(CommandKind::Other, false),
+            vec!["RetryableWriteError", "NoWritesPerformed"]
+        );
     }
 }

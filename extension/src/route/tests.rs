@@ -70,8 +70,9 @@ fn an_exhausted_cursor_is_forgotten() {
 }
 
 #[test]
-fn a_transaction_is_pinned_from_start_to_commit() {
+fn on_a_sharded_cluster_a_transaction_is_pinned_from_start_to_commit() {
     let router = Router::default();
+    router.set_sharded(true);
     let id = lsid(1);
     let start = rawdoc! { "insert": "c", "$db": "db", "lsid": id.clone(), "txnNumber": 3_i64, "autocommit": false, "startTransaction": true };
     let start_cmd = req(&start);
@@ -127,4 +128,44 @@ fn sessions_are_remembered_once_and_forgotten_when_ended() {
     assert_eq!(router.live_sessions().len(), 2);
     router.ended_sessions(std::iter::once(lsid(1)));
     assert_eq!(router.live_sessions(), vec![lsid(2)]);
+}
+
+#[test]
+fn on_a_replica_set_every_statement_and_the_commit_go_to_the_current_primary() {
+    // The transactions spec: no pin on a replica set. After a failover the commit (or its
+    // retry) must reach the new primary, never the member that started the transaction.
+    let router = Router::default();
+    router.set_sharded(false);
+    let id = lsid(4);
+    let start = rawdoc! { "insert": "c", "$db": "db", "lsid": id.clone(), "txnNumber": 1_i64, "autocommit": false, "startTransaction": true };
+    let start_cmd = req(&start);
+    assert_eq!(
+        router.target(&start_cmd),
+        Target::Select(ReadPreferenceMode::Primary)
+    );
+    router.learn(
+        &start_cmd,
+        &Reply::inspect(&rawdoc! { "n": 1, "ok": 1.0 }).unwrap(),
+        &host(3),
+    );
+    assert_eq!(
+        router.sizes().1,
+        0,
+        "a replica-set transaction is not pinned"
+    );
+    let next = rawdoc! { "find": "c", "$db": "db", "lsid": id.clone(), "txnNumber": 1_i64, "autocommit": false, "$readPreference": { "mode": "secondary" } };
+    assert_eq!(
+        router.target(&req(&next)),
+        Target::Select(ReadPreferenceMode::Primary),
+        "a statement of a transaction goes to the primary whatever its read preference says"
+    );
+    let commit = rawdoc! { "commitTransaction": 1, "$db": "admin", "lsid": id.clone(), "txnNumber": 1_i64, "autocommit": false };
+    let abort = rawdoc! { "abortTransaction": 1, "$db": "admin", "lsid": id.clone(), "txnNumber": 1_i64, "autocommit": false };
+    for end in [commit, abort] {
+        assert_eq!(
+            router.target(&req(&end)),
+            Target::Select(ReadPreferenceMode::Primary),
+            "{end:?}"
+        );
+    }
 }
