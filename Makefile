@@ -29,6 +29,10 @@ $(NODE_DRIVERS)/node_modules/.installed: $(NODE_DRIVERS)/package.json $(NODE_DRI
 .PHONY: node
 node: $(NODE_DRIVERS)/node_modules/.installed ## the Node.js driver the tests use (mongodb)
 
+.PHONY: drivers-go-php
+drivers-go-php: ## Debian's Go toolchain + Go driver and PHP + mongodb extension (apt-get, when missing)
+	scripts/drivers-go-php.sh
+
 .PHONY: toolchain
 toolchain: ## Rust components the targets use
 	@rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -45,7 +49,7 @@ demo: toolchain build ## mongo-pool + the sample function under lambda-sim, agai
 # No `build` prerequisite: the rust suite's `cargo test` builds the binaries the other suites
 # start (dev-dependencies on), and a `cargo build` before it would compile every crate that
 # depends on a dev-dependency-unified feature a second time: minutes and gigabytes in CI.
-test: toolchain venv node ## install what tests need, run every suite, print a summary
+test: toolchain venv node drivers-go-php ## install what tests need, run every suite, print a summary
 	scripts/test.sh
 
 .PHONY: fmt
