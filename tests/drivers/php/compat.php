@@ -247,6 +247,7 @@ function scenario_retry(Manager $m, string $control, StartedCommands $started): 
     $attempts = $started->count('insert') - $before;
     check($attempts === 2, "the fail-point insert took $attempts attempts, want 2 (one retry)");
 
+    $loopStart = $started->count('insert');
     $acked = [];
     $failed = [];
     $reply = null;
@@ -268,7 +269,8 @@ function scenario_retry(Manager $m, string $control, StartedCommands $started): 
     $unexplained = array_diff($stored, $acked, array_keys($failed));
     check($unexplained === [], 'stored but neither acknowledged nor failed: ' . json_encode(array_values($unexplained)));
     return ['acked' => count($acked), 'failed' => (object) $failed, 'stored' => count($stored),
-        'newPrimary' => $reply['primary'] ?? null, 'failpointAttempts' => $attempts];
+        'newPrimary' => $reply['primary'] ?? null, 'failpointAttempts' => $attempts,
+        'stepdownAttempts' => $started->count('insert') - $loopStart];
 }
 
 function main(array $argv): int

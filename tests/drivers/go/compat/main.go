@@ -424,6 +424,7 @@ func retryScenario(ctx context.Context, e *env) (facts, error) {
 		}
 		stepdown.Store(reply)
 	}()
+	loopStart := e.startedCount("insert")
 	acked := []int{}
 	failed := map[int]string{}
 	for i := 0; i < 200; i++ {
@@ -440,6 +441,7 @@ func retryScenario(ctx context.Context, e *env) (facts, error) {
 		}
 	}
 	<-done
+	loopAttempts := e.startedCount("insert") - loopStart
 	reply, ok := stepdown.Load().(map[string]interface{})
 	if !ok {
 		return nil, fmt.Errorf("stepdown: %v", stepdown.Load())
@@ -475,7 +477,7 @@ func retryScenario(ctx context.Context, e *env) (facts, error) {
 		}
 	}
 	return facts{"acked": len(acked), "failed": failed, "stored": len(stored),
-		"newPrimary": reply["primary"], "failpointAttempts": attempts}, nil
+		"newPrimary": reply["primary"], "failpointAttempts": attempts, "stepdownAttempts": loopAttempts}, nil
 }
 
 func contains(xs []int, x int) bool {
