@@ -33,6 +33,10 @@ node: $(NODE_DRIVERS)/node_modules/.installed ## the Node.js driver the tests us
 drivers-go-php: ## Debian's Go toolchain + Go driver and PHP + mongodb extension (apt-get, when missing)
 	scripts/drivers-go-php.sh
 
+.PHONY: drivers-lambda-ric
+drivers-lambda-ric: ## aws-lambda-ric (native build, cached outside the tree) + mongodb for the runtime-client suite
+	scripts/drivers-lambda-ric.sh
+
 .PHONY: toolchain
 toolchain: ## Rust components the targets use
 	@rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -49,7 +53,7 @@ demo: toolchain build ## mongo-pool + the sample function under lambda-sim, agai
 # No `build` prerequisite: the rust suite's `cargo test` builds the binaries the other suites
 # start (dev-dependencies on), and a `cargo build` before it would compile every crate that
 # depends on a dev-dependency-unified feature a second time: minutes and gigabytes in CI.
-test: toolchain venv node drivers-go-php ## install what tests need, run every suite, print a summary
+test: toolchain venv node drivers-go-php drivers-lambda-ric ## install what tests need, run every suite, print a summary
 	scripts/test.sh
 
 .PHONY: fmt

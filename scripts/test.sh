@@ -65,11 +65,15 @@ PY
 run_suite rust cargo test --workspace --all-targets --no-fail-fast
 run_suite rust-doc cargo test --workspace --doc
 run_suite python-drivers "$py" -m pytest -q -p no:cacheprovider tests/drivers/python \
-  --ignore=tests/drivers/python/test_go_driver.py --ignore=tests/drivers/python/test_php_driver.py
+  --ignore=tests/drivers/python/test_go_driver.py --ignore=tests/drivers/python/test_php_driver.py \
+  --ignore=tests/drivers/python/test_lambda_ric.py
 # The Go driver and PHP's mongodb extension (Debian packages, `make drivers-go-php`): their own
 # rows, with -rs so a skip prints its reason (a missing package).
 run_suite go-driver "$py" -m pytest -q -rs -p no:cacheprovider tests/drivers/python/test_go_driver.py
 run_suite php-driver "$py" -m pytest -q -rs -p no:cacheprovider tests/drivers/python/test_php_driver.py
+# A Node.js handler under AWS's runtime interface client (`make drivers-lambda-ric`), lambda-sim
+# and mongo-pool as its extension.
+run_suite lambda-ric "$py" -m pytest -q -rs -p no:cacheprovider tests/drivers/python/test_lambda_ric.py
 if [ -f tests/drivers/node/package.json ]; then
   run_suite node-drivers node --test --test-reporter=tap tests/drivers/node/*.test.mjs
 fi
