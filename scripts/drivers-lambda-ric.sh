@@ -63,4 +63,5 @@ if [ -e "$dir/node_modules" ] && [ ! -L "$dir/node_modules" ]; then
 fi
 ln -sfn "$cache/node_modules" "$dir/node_modules"
 touch "$cache/node_modules/.installed"
-echo "drivers-lambda-ric: aws-lambda-ric $(node -p "require('$cache/node_modules/aws-lambda-ric/package.json').version"), mongodb $(node -p "require('$cache/node_modules/mongodb/package.json').version")"
+version() { node -p "require('$cache/node_modules/$1/package.json').version"; }
+echo "drivers-lambda-ric: aws-lambda-ric $(version aws-lambda-ric), mongodb $(version mongodb)"

@@ -80,7 +80,8 @@ def test_node_handler_under_the_runtime_interface_client_with_mongo_pool_as_exte
             return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
                              for p in sorted(logs.glob("*.log")))
 
-        assert run.returncode == 0, f"lambda-sim exit {run.returncode}\n{run.stdout}\n{run.stderr}\n{logs_text()}"
+        assert run.returncode == 0, \
+            f"lambda-sim exit {run.returncode}\n{run.stdout}\n{run.stderr}\n{logs_text()}"
         init = [p for p in phases if p["phase"] == "init"]
         assert [p["status"] for p in init] == ["ok"], phases
         invokes = [p for p in phases if p["phase"] == "invoke"]
