@@ -11,13 +11,16 @@
 //! which holds no secret (credentials in the URI are rejected), so `Debug` and `Display` of a
 //! `Config` are safe to log.
 
+mod ca_file;
 mod error;
+pub mod logging;
 pub mod uri;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use ca_file::{CaCertificates, CaFileError, MAX_CA_FILE_SIZE};
 pub use error::ConfigError;
 pub(crate) use error::closest;
 pub use uri::{HostPort, Seeds, UriError, UriOptions};
@@ -170,6 +173,8 @@ impl FaasEnv {
 pub struct Config {
     /// The parsed connection string.
     pub uri: UriOptions,
+    /// The certificates of `tlsCAFile`, read at start.
+    pub tls_ca: Option<CaCertificates>,
     /// Socket path (`MONGO_POOL_SOCKET`).
     pub socket_path: PathBuf,
     /// Socket permission bits (`MONGO_POOL_SOCKET_MODE`).
@@ -281,6 +286,7 @@ impl Config {
                    mongodb+srv://cluster0.example.mongodb.net/?authMechanism=MONGODB-AWS",
         })?;
         let uri = uri::parse(&raw_uri)?;
+        let tls_ca = uri.tls_ca_file.as_deref().map(ca_file::load).transpose()?;
 
         let socket_path = PathBuf::from(get(ENV_SOCKET)?.unwrap_or_else(|| DEFAULT_SOCKET.into()));
         if !socket_path.is_absolute() {
@@ -393,6 +399,7 @@ impl Config {
 
         Ok(Self {
             uri,
+            tls_ca,
             socket_path,
             socket_mode,
             run_mode,

@@ -162,13 +162,13 @@ fn init_logging(config: Option<&Config>) {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    // `Config` has parsed the filter once already; without a config, `info`.
-    let filter = config
+    // `Config` has parsed the filter once already; without a config, `info`. Whatever it says,
+    // the AWS SDK, HTTP and TLS crates never log below DEBUG (at TRACE they print the
+    // credentials they fetch) and aws-sigv4 not at all: see `config::logging`.
+    let user = config
         .and_then(|c| c.log_filter.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
-        // aws-sigv4 traces the canonical request and the string to sign: the session token and
-        // what the signature is computed from. Never logged, whatever MONGO_POOL_LOG says.
-        .with_target("aws_sigv4", tracing::level_filters::LevelFilter::OFF);
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let filter = mongo_pool::config::logging::capped(&user);
     let json = config.is_some_and(|c| c.log_format == mongo_pool::config::LogFormat::Json);
     // The filter is the only one: `fmt()`'s builder would add its own INFO ceiling.
     let registry = tracing_subscriber::registry().with(filter);

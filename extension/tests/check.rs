@@ -283,3 +283,78 @@ async fn check_with_a_uri_for_another_replica_set_fails_at_topology_not_silently
     let run = check(&env_with_key(&uri)).await;
     assert_failed_at(&run, "topology", "another replica set");
 }
+
+/// `mongo-pool` (serve, sidecar) with `uri`: it must exit 2 at once, saying `expected`.
+async fn serve_refuses(uri: &str, expected: &str) {
+    let mut pool = mongo_pool_testkit::pool_process::MongoPool::spawn(
+        uri,
+        &[
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ],
+    )
+    .unwrap();
+    let exit = pool.wait_exit(Duration::from_secs(20)).await.unwrap();
+    let logs = pool.logs();
+    assert_eq!(exit.code(), Some(2), "{uri}: exit status {exit}:\n{logs}");
+    assert!(logs.contains("invalid configuration"), "{uri}:\n{logs}");
+    assert!(
+        logs.contains(expected),
+        "{uri}: expected {expected:?}:\n{logs}"
+    );
+}
+
+/// `mongo-pool check` with `uri`: it must fail at start, saying `expected`.
+async fn check_refuses(uri: &str, expected: &str) {
+    let run = check(&env_with_key(uri)).await;
+    assert!(!run.success, "{uri}: check passed:\n{}", run.output);
+    assert!(
+        run.output.contains("invalid configuration") && run.output.contains(expected),
+        "{uri}: expected {expected:?}:\n{}",
+        run.output
+    );
+}
+
+#[tokio::test]
+async fn a_tls_ca_file_that_is_not_a_small_regular_file_stops_the_start_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.pem");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let big = dir.path().join("big.pem");
+    std::fs::write(&big, vec![b'A'; 2 * 1024 * 1024]).unwrap();
+    let fifo = fifo.to_str().unwrap().to_owned();
+    let big = big.to_str().unwrap().to_owned();
+    let directory = dir.path().to_str().unwrap().to_owned();
+    for (path, expected) in [
+        ("/dev/zero", "is a character device, not a regular file"),
+        ("/dev/urandom", "is a character device, not a regular file"),
+        (fifo.as_str(), "is a FIFO (named pipe), not a regular file"),
+        (directory.as_str(), "is a directory, not a regular file"),
+        (big.as_str(), "is larger than 1048576 bytes (1 MiB)"),
+    ] {
+        // Nothing listens on port 1: the start must fail on the file, before any connection.
+        let uri = format!(
+            "mongodb://127.0.0.1:1/?tls=true&tlsCAFile={}",
+            path.replace('/', "%2F")
+        );
+        let expected = format!("tlsCAFile {path} {expected}");
+        check_refuses(&uri, &expected).await;
+        serve_refuses(&uri, &expected).await;
+    }
+}
+
+#[tokio::test]
+async fn tls_off_to_a_host_that_is_not_loopback_stops_the_start_with_a_message() {
+    for uri in [
+        "mongodb://cluster0-shard-00-00.abcde.mongodb.net:27017/?authMechanism=MONGODB-AWS",
+        "mongodb://10.1.2.3:27017/?tls=false",
+        "mongodb://127.0.0.1:1,db.internal:27017/?replicaSet=rs0",
+    ] {
+        check_refuses(uri, "is not a loopback address").await;
+        serve_refuses(uri, "Add tls=true").await;
+    }
+}
