@@ -178,6 +178,13 @@ fn init_logging(config: Option<&Config>) {
     } else {
         registry.with(layer).try_init()
     };
+    // Whoever asks for trace learns why the SDK's own trace lines are missing.
+    tracing::trace!(
+        capped = ?mongo_pool::config::logging::CAPPED_TARGETS,
+        at_most = %mongo_pool::config::logging::THIRD_PARTY_CAP,
+        "trace logging is on for mongo-pool; the AWS SDK, HTTP and TLS crates log at debug at \
+         most, since at trace they print credentials"
+    );
 }
 
 fn main() -> ExitCode {
