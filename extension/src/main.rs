@@ -172,7 +172,14 @@ fn init_logging(config: Option<&Config>) {
     let json = config.is_some_and(|c| c.log_format == mongo_pool::config::LogFormat::Json);
     // The filter is the only one: `fmt()`'s builder would add its own INFO ceiling.
     let registry = tracing_subscriber::registry().with(filter);
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: CloudWatch and files get plain text.
+    let ansi = mongo_pool::config::logging::use_ansi(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var("NO_COLOR").ok().as_deref(),
+    );
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = if json {
         registry.with(layer.json()).try_init()
     } else {
@@ -207,8 +214,16 @@ fn main() -> ExitCode {
     };
     // `check` prints its own report on stdout, causes included; its logs go to stderr only when
     // MONGO_POOL_LOG asks for them.
-    if !matches!(command, Command::Check) || std::env::var(mongo_pool::config::ENV_LOG).is_ok() {
+    if !matches!(command, Command::Check)
+        || std::env::var(mongo_pool::config::ENV_LOG).is_ok_and(|v| !v.trim().is_empty())
+    {
         init_logging(Some(&config));
+    }
+    for variable in &config.empty_variables {
+        tracing::debug!(
+            variable,
+            "the variable is empty: treated as unset, the default applies"
+        );
     }
     // One thread: a Lambda environment runs one invocation at a time on its share of a vCPU,
     // and a request costs mongo-pool tens of microseconds. A second worker only added a

@@ -83,6 +83,101 @@ pub fn capped(user: &Targets) -> Targets {
     out
 }
 
+/// What `MONGO_POOL_LOG` accepts, for error messages.
+pub const SYNTAX: &str = "expected a level (off, error, warn, info, debug, trace) or \
+                          comma-separated target=level directives with an optional default \
+                          level, e.g. mongo_pool=debug,warn; a target is a Rust module path \
+                          such as mongo_pool or aws_config";
+
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks `MONGO_POOL_LOG` strictly. `tracing_subscriber` reads a word that is not a level as
+/// a target (`warning` enables TRACE for a target called `warning`, so nothing is logged), and
+/// any text as a target name (`mongo-pool=debug` names no crate, since crate targets use `_`):
+/// both are refused here, saying what was probably meant.
+///
+/// # Errors
+/// Why the filter is not accepted (to be followed by [`SYNTAX`]).
+pub fn validate(filter: &str) -> Result<(), String> {
+    let mut defaults = 0;
+    for directive in filter.split(',').map(str::trim) {
+        if directive.is_empty() {
+            return Err("an empty directive (two commas, or a comma at an end)".to_owned());
+        }
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            let hint = super::closest(&level.to_ascii_lowercase(), LEVELS.iter().copied(), "")
+                .or(match level.to_ascii_lowercase().as_str() {
+                    "warning" => Some("warn"),
+                    "verbose" | "all" => Some("trace"),
+                    "fatal" | "critical" => Some("error"),
+                    "none" => Some("off"),
+                    _ => None,
+                })
+                .map(|l| format!(" (did you mean {l}?)"))
+                .unwrap_or_default();
+            return Err(match target {
+                Some(t) => format!("{level:?} is not a level{hint} in {t}={level}"),
+                None => format!("{level:?} is not a level{hint}"),
+            });
+        }
+        match target {
+            None => defaults += 1,
+            Some(t) if !is_module_path(t) => {
+                let meant = t.replace('-', "_");
+                let hint = if meant != t && is_module_path(&meant) {
+                    format!(
+                        " (did you mean {meant}? crate targets use _ where the crate name has -)"
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(format!("{t:?} is not a target{hint}"));
+            }
+            Some(_) => {}
+        }
+    }
+    if defaults > 1 {
+        return Err("more than one default level".to_owned());
+    }
+    Ok(())
+}
+
+/// `mongo_pool`, `aws_config::imds`: identifiers joined by `::`.
+fn is_module_path(target: &str) -> bool {
+    target.split("::").all(|part| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// The `MONGO_POOL_LOG` level for Lambda's `AWS_LAMBDA_LOG_LEVEL` (case-insensitive; `FATAL`
+/// is `error`, the most severe level there is); `None` for an unknown value.
+#[must_use]
+pub fn from_lambda_level(level: &str) -> Option<&'static str> {
+    Some(match level.trim().to_ascii_uppercase().as_str() {
+        "TRACE" => "trace",
+        "DEBUG" => "debug",
+        "INFO" => "info",
+        "WARN" => "warn",
+        "ERROR" | "FATAL" => "error",
+        _ => return None,
+    })
+}
+
+/// Whether text logs get ANSI colours: only on a terminal, and never when `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>).
+#[must_use]
+pub fn use_ansi(stderr_is_terminal: bool, no_color: Option<&str>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(str::is_empty)
+}
+
 fn is_silenced(target: &str) -> bool {
     SILENCED_TARGETS.iter().any(|s| target.starts_with(s))
 }

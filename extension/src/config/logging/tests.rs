@@ -103,3 +103,30 @@ fn quieter_filters_are_unchanged() {
     let f = filter("mongo_pool=info,trace");
     assert!(!f.would_enable("mongo_pool::serve", &Level::DEBUG));
 }
+
+#[test]
+fn colours_only_on_a_terminal_and_never_with_no_color() {
+    assert!(use_ansi(true, None));
+    assert!(use_ansi(true, Some("")), "an empty NO_COLOR does not count");
+    assert!(!use_ansi(true, Some("1")));
+    assert!(!use_ansi(true, Some("true")));
+    assert!(!use_ansi(false, None));
+    assert!(!use_ansi(false, Some("")));
+}
+
+#[test]
+fn lambda_levels_map_to_filters() {
+    assert_eq!(from_lambda_level("TRACE"), Some("trace"));
+    assert_eq!(from_lambda_level("Fatal"), Some("error"));
+    assert_eq!(from_lambda_level(" warn "), Some("warn"));
+    assert_eq!(from_lambda_level("WARNING"), None);
+    assert_eq!(from_lambda_level(""), None);
+}
+
+#[test]
+fn every_accepted_filter_parses_as_targets() {
+    for filter in ["info", "mongo_pool=debug,warn", "Trace", "a::b=off,error"] {
+        assert!(validate(filter).is_ok(), "{filter}");
+        assert!(filter.parse::<Targets>().is_ok(), "{filter}");
+    }
+}
