@@ -44,8 +44,11 @@ fn env_lookup(name: &str) -> Option<String> {
 }
 
 fn health() -> ExitCode {
+    // Empty is unset, as for every MONGO_POOL_* variable.
     let path = std::env::var(mongo_pool::config::ENV_SOCKET)
-        .unwrap_or_else(|_| mongo_pool::config::DEFAULT_SOCKET.to_owned());
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| mongo_pool::config::DEFAULT_SOCKET.to_owned());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
