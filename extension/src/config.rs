@@ -70,6 +70,8 @@ pub const ENV_LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 pub const ENV_EXECUTION_ENV: &str = "AWS_EXECUTION_ENV";
 /// Set by Lambda: the function's memory in MiB.
 pub const ENV_FUNCTION_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+/// <https://no-color.org>: any non-empty value turns ANSI colours off in text logs.
+pub const ENV_NO_COLOR: &str = "NO_COLOR";
 /// Set by Lambda's advanced logging controls: `TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR` or
 /// `FATAL`; followed when `MONGO_POOL_LOG` is unset.
 pub const ENV_LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
@@ -194,6 +196,8 @@ pub struct Config {
     pub log_filter: String,
     /// Log format (`MONGO_POOL_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// `NO_COLOR` asks for no ANSI colours (text logs have them only on a terminal anyway).
+    pub no_color: bool,
     /// DNS server for `mongodb+srv` and host lookups (`MONGO_POOL_DNS_SERVER`).
     pub dns_server: Option<SocketAddr>,
     /// Concurrent downstream connections (`MONGO_POOL_MAX_CLIENTS`), at least 1.
@@ -447,6 +451,7 @@ impl Config {
             run_mode,
             log_filter,
             log_format,
+            no_color: logging::no_color(lookup(ENV_NO_COLOR).as_deref()),
             dns_server,
             max_clients,
             prewarm,

@@ -178,7 +178,7 @@ fn init_logging(config: Option<&Config>) {
     // Colours only for a person at a terminal: CloudWatch and files get plain text.
     let ansi = mongo_pool::config::logging::use_ansi(
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        std::env::var("NO_COLOR").ok().as_deref(),
+        config.is_none_or(|c| c.no_color),
     );
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

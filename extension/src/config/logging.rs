@@ -171,11 +171,17 @@ pub fn from_lambda_level(level: &str) -> Option<&'static str> {
     })
 }
 
-/// Whether text logs get ANSI colours: only on a terminal, and never when `NO_COLOR` is set to
-/// anything but the empty string (<https://no-color.org>).
+/// Whether `NO_COLOR`'s value asks for no colour: any value but the empty string
+/// (<https://no-color.org>).
 #[must_use]
-pub fn use_ansi(stderr_is_terminal: bool, no_color: Option<&str>) -> bool {
-    stderr_is_terminal && no_color.is_none_or(str::is_empty)
+pub fn no_color(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
+}
+
+/// Whether text logs get ANSI colours: only on a terminal, and never under `NO_COLOR`.
+#[must_use]
+pub fn use_ansi(stderr_is_terminal: bool, no_color: bool) -> bool {
+    stderr_is_terminal && !no_color
 }
 
 fn is_silenced(target: &str) -> bool {

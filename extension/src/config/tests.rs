@@ -362,3 +362,10 @@ fn mongo_pool_log_is_validated_strictly_with_the_syntax_in_the_message() {
         assert_eq!(c.log_filter, filter);
     }
 }
+
+#[test]
+fn no_color_is_read_with_the_configuration() {
+    assert!(!load_ok(&[(ENV_URI, ATLAS)]).no_color);
+    assert!(!load_ok(&[(ENV_URI, ATLAS), (ENV_NO_COLOR, "")]).no_color);
+    assert!(load_ok(&[(ENV_URI, ATLAS), (ENV_NO_COLOR, "1")]).no_color);
+}

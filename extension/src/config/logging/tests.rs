@@ -106,12 +106,14 @@ fn quieter_filters_are_unchanged() {
 
 #[test]
 fn colours_only_on_a_terminal_and_never_with_no_color() {
-    assert!(use_ansi(true, None));
-    assert!(use_ansi(true, Some("")), "an empty NO_COLOR does not count");
-    assert!(!use_ansi(true, Some("1")));
-    assert!(!use_ansi(true, Some("true")));
-    assert!(!use_ansi(false, None));
-    assert!(!use_ansi(false, Some("")));
+    assert!(!no_color(None));
+    assert!(!no_color(Some("")), "an empty NO_COLOR does not count");
+    assert!(no_color(Some("1")));
+    assert!(no_color(Some("true")));
+    assert!(use_ansi(true, false));
+    assert!(!use_ansi(true, true));
+    assert!(!use_ansi(false, false));
+    assert!(!use_ansi(false, true));
 }
 
 #[test]
