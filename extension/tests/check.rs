@@ -389,7 +389,7 @@ async fn a_mongo_pool_log_that_is_not_the_syntax_stops_the_start_with_the_syntax
 #[tokio::test]
 async fn empty_variables_start_normally_and_lambdas_log_controls_apply() {
     let sim = sim_with_key(&["--members", "1"]).await;
-    let pool = mongo_pool_testkit::pool_process::MongoPool::start(
+    let mut pool = mongo_pool_testkit::pool_process::MongoPool::start(
         &sim.start.uri,
         &[
             ("AWS_ACCESS_KEY_ID", KEY_ID),
@@ -406,8 +406,7 @@ async fn empty_variables_start_normally_and_lambdas_log_controls_apply() {
     let health = mongo_pool_testkit::pool_process::health(pool.socket_path())
         .await
         .unwrap();
-    let logs = pool.logs();
-    pool.stop().await.unwrap();
+    let logs = stop_and_read(&mut pool).await;
     assert!(health.status.success(), "{}\n{logs}", health.output);
     let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "no log at all");
@@ -427,7 +426,7 @@ async fn empty_variables_start_normally_and_lambdas_log_controls_apply() {
 #[tokio::test]
 async fn text_logs_to_a_file_have_no_colour_codes() {
     let sim = sim_with_key(&["--members", "1"]).await;
-    let pool = mongo_pool_testkit::pool_process::MongoPool::start(
+    let mut pool = mongo_pool_testkit::pool_process::MongoPool::start(
         &sim.start.uri,
         &[
             ("AWS_ACCESS_KEY_ID", KEY_ID),
@@ -437,11 +436,23 @@ async fn text_logs_to_a_file_have_no_colour_codes() {
     )
     .await
     .unwrap();
-    let logs = pool.logs();
-    pool.stop().await.unwrap();
+    let logs = stop_and_read(&mut pool).await;
     assert!(logs.contains("mongo-pool is serving"), "{logs}");
     assert!(
         !logs.contains('\u{1b}'),
         "ANSI escape in a log file:\n{logs:?}"
     );
+}
+
+/// Stops `pool` with SIGTERM, waits for it to exit 0, and returns everything it wrote.
+async fn stop_and_read(pool: &mut mongo_pool_testkit::pool_process::MongoPool) -> String {
+    pool.signal(mongo_pool_testkit::process::Signal::SIGTERM)
+        .unwrap();
+    let exit = pool.wait_exit(Duration::from_secs(10)).await.unwrap();
+    let logs = pool.logs();
+    assert!(
+        exit.success(),
+        "mongo-pool exits 0 on SIGTERM ({exit}):\n{logs}"
+    );
+    logs
 }
