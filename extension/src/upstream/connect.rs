@@ -58,7 +58,7 @@ pub struct Connector {
 /// Why the connector could not be built (bad TLS settings, resolver setup).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
-    /// `tlsCAFile` could not be read or holds no certificate.
+    /// A `tlsCAFile` certificate (loaded and checked by `Config`) cannot be used as a root.
     #[error("tlsCAFile {path}: {cause}")]
     CaFile {
         /// The path.
