@@ -11,13 +11,16 @@
 //! which holds no secret (credentials in the URI are rejected), so `Debug` and `Display` of a
 //! `Config` are safe to log.
 
+mod ca_file;
 mod error;
+pub mod logging;
 pub mod uri;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use ca_file::{CaCertificates, CaFileError, MAX_CA_FILE_SIZE};
 pub use error::ConfigError;
 pub(crate) use error::closest;
 pub use uri::{HostPort, Seeds, UriError, UriOptions};
@@ -67,6 +70,14 @@ pub const ENV_LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 pub const ENV_EXECUTION_ENV: &str = "AWS_EXECUTION_ENV";
 /// Set by Lambda: the function's memory in MiB.
 pub const ENV_FUNCTION_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+/// <https://no-color.org>: any non-empty value turns ANSI colours off in text logs.
+pub const ENV_NO_COLOR: &str = "NO_COLOR";
+/// Set by Lambda's advanced logging controls: `TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR` or
+/// `FATAL`; followed when `MONGO_POOL_LOG` is unset.
+pub const ENV_LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
+/// Set by Lambda's advanced logging controls: `JSON` or `Text`; followed when
+/// `MONGO_POOL_LOG_FORMAT` is unset.
+pub const ENV_LAMBDA_LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
 /// Set by Lambda (and commonly on ECS/EC2): the AWS region.
 pub const ENV_REGION: &str = "AWS_REGION";
 
@@ -170,6 +181,11 @@ impl FaasEnv {
 pub struct Config {
     /// The parsed connection string.
     pub uri: UriOptions,
+    /// The certificates of `tlsCAFile`, read at start.
+    pub tls_ca: Option<CaCertificates>,
+    /// `MONGO_POOL_*` variables that were set but empty, and so treated as unset (logged at
+    /// debug once logging is set up).
+    pub empty_variables: Vec<&'static str>,
     /// Socket path (`MONGO_POOL_SOCKET`).
     pub socket_path: PathBuf,
     /// Socket permission bits (`MONGO_POOL_SOCKET_MODE`).
@@ -180,6 +196,8 @@ pub struct Config {
     pub log_filter: String,
     /// Log format (`MONGO_POOL_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// `NO_COLOR` asks for no ANSI colours (text logs have them only on a terminal anyway).
+    pub no_color: bool,
     /// DNS server for `mongodb+srv` and host lookups (`MONGO_POOL_DNS_SERVER`).
     pub dns_server: Option<SocketAddr>,
     /// Concurrent downstream connections (`MONGO_POOL_MAX_CLIENTS`), at least 1.
@@ -261,18 +279,15 @@ impl Config {
         I::Item: AsRef<str>,
     {
         check_unknown(names)?;
+        // An empty variable is unset: CloudFormation cannot leave a variable out without
+        // conditions, so templates set `MONGO_POOL_X: ""` for an empty parameter.
+        let empty_variables: Vec<&'static str> = KNOWN_VARS
+            .iter()
+            .copied()
+            .filter(|var| lookup(var).is_some_and(|v| v.trim().is_empty()))
+            .collect();
         let get = |var: &'static str| -> Result<Option<String>, ConfigError> {
-            match lookup(var) {
-                None => Ok(None),
-                Some(v) if v.trim().is_empty() => Err(ConfigError::Invalid {
-                    var,
-                    value: v,
-                    expected: "an empty value is not a setting; unset the variable to get the \
-                               default"
-                        .to_owned(),
-                }),
-                Some(v) => Ok(Some(v)),
-            }
+            Ok(lookup(var).filter(|v| !v.trim().is_empty()))
         };
 
         let raw_uri = get(ENV_URI)?.ok_or(ConfigError::Missing {
@@ -281,6 +296,7 @@ impl Config {
                    mongodb+srv://cluster0.example.mongodb.net/?authMechanism=MONGODB-AWS",
         })?;
         let uri = uri::parse(&raw_uri)?;
+        let tls_ca = uri.tls_ca_file.as_deref().map(ca_file::load).transpose()?;
 
         let socket_path = PathBuf::from(get(ENV_SOCKET)?.unwrap_or_else(|| DEFAULT_SOCKET.into()));
         if !socket_path.is_absolute() {
@@ -313,22 +329,57 @@ impl Config {
                 ));
             }
         };
-        let log_filter = get(ENV_LOG)?.unwrap_or_else(|| DEFAULT_LOG.into());
+        // MONGO_POOL_LOG, else Lambda's advanced logging controls, else the default.
+        let log_filter = match (get(ENV_LOG)?, aws(ENV_LAMBDA_LOG_LEVEL)) {
+            (Some(filter), _) => {
+                if let Err(why) = logging::validate(&filter) {
+                    return Err(invalid(
+                        ENV_LOG,
+                        &filter,
+                        format!("{why}; {}", logging::SYNTAX),
+                    ));
+                }
+                filter
+            }
+            (None, Some(level)) => logging::from_lambda_level(&level)
+                .ok_or_else(|| {
+                    invalid(
+                        ENV_LAMBDA_LOG_LEVEL,
+                        &level,
+                        "one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL (set by Lambda's logging \
+                         configuration), or set MONGO_POOL_LOG",
+                    )
+                })?
+                .to_owned(),
+            (None, None) => DEFAULT_LOG.into(),
+        };
         if let Err(err) = log_filter.parse::<tracing_subscriber::filter::Targets>() {
             return Err(invalid(
                 ENV_LOG,
                 &log_filter,
-                format!("a level or filter such as info or mongo_pool=debug,warn ({err})"),
+                format!("{} ({err})", logging::SYNTAX),
             ));
         }
-        let log_format = match get(ENV_LOG_FORMAT)? {
-            None if matches!(run_mode, RunMode::Lambda { .. }) => LogFormat::Json,
-            None => LogFormat::Text,
-            Some(v) => match v.to_ascii_lowercase().as_str() {
+        let log_format = match (get(ENV_LOG_FORMAT)?, aws(ENV_LAMBDA_LOG_FORMAT)) {
+            (Some(v), _) => match v.to_ascii_lowercase().as_str() {
                 "json" => LogFormat::Json,
                 "text" => LogFormat::Text,
                 _ => return Err(invalid(ENV_LOG_FORMAT, v, "json or text")),
             },
+            (None, Some(v)) => match v.to_ascii_lowercase().as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                _ => {
+                    return Err(invalid(
+                        ENV_LAMBDA_LOG_FORMAT,
+                        v,
+                        "JSON or Text (set by Lambda's logging configuration), or set \
+                         MONGO_POOL_LOG_FORMAT",
+                    ));
+                }
+            },
+            (None, None) if matches!(run_mode, RunMode::Lambda { .. }) => LogFormat::Json,
+            (None, None) => LogFormat::Text,
         };
         let dns_server = get(ENV_DNS_SERVER)?
             .map(|v| {
@@ -393,11 +444,14 @@ impl Config {
 
         Ok(Self {
             uri,
+            tls_ca,
+            empty_variables,
             socket_path,
             socket_mode,
             run_mode,
             log_filter,
             log_format,
+            no_color: logging::no_color(lookup(ENV_NO_COLOR).as_deref()),
             dns_server,
             max_clients,
             prewarm,

@@ -44,8 +44,11 @@ fn env_lookup(name: &str) -> Option<String> {
 }
 
 fn health() -> ExitCode {
+    // Empty is unset, as for every MONGO_POOL_* variable.
     let path = std::env::var(mongo_pool::config::ENV_SOCKET)
-        .unwrap_or_else(|_| mongo_pool::config::DEFAULT_SOCKET.to_owned());
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| mongo_pool::config::DEFAULT_SOCKET.to_owned());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -162,22 +165,36 @@ fn init_logging(config: Option<&Config>) {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    // `Config` has parsed the filter once already; without a config, `info`.
-    let filter = config
+    // `Config` has parsed the filter once already; without a config, `info`. Whatever it says,
+    // the AWS SDK, HTTP and TLS crates never log below DEBUG (at TRACE they print the
+    // credentials they fetch) and aws-sigv4 not at all: see `config::logging`.
+    let user = config
         .and_then(|c| c.log_filter.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
-        // aws-sigv4 traces the canonical request and the string to sign: the session token and
-        // what the signature is computed from. Never logged, whatever MONGO_POOL_LOG says.
-        .with_target("aws_sigv4", tracing::level_filters::LevelFilter::OFF);
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let filter = mongo_pool::config::logging::capped(&user);
     let json = config.is_some_and(|c| c.log_format == mongo_pool::config::LogFormat::Json);
     // The filter is the only one: `fmt()`'s builder would add its own INFO ceiling.
     let registry = tracing_subscriber::registry().with(filter);
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: CloudWatch and files get plain text.
+    let ansi = mongo_pool::config::logging::use_ansi(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        config.is_none_or(|c| c.no_color),
+    );
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = if json {
         registry.with(layer.json()).try_init()
     } else {
         registry.with(layer).try_init()
     };
+    // Whoever asks for trace learns why the SDK's own trace lines are missing.
+    tracing::trace!(
+        capped = ?mongo_pool::config::logging::CAPPED_TARGETS,
+        at_most = %mongo_pool::config::logging::THIRD_PARTY_CAP,
+        "trace logging is on for mongo-pool; the AWS SDK, HTTP and TLS crates log at debug at \
+         most, since at trace they print credentials"
+    );
 }
 
 fn main() -> ExitCode {
@@ -200,8 +217,16 @@ fn main() -> ExitCode {
     };
     // `check` prints its own report on stdout, causes included; its logs go to stderr only when
     // MONGO_POOL_LOG asks for them.
-    if !matches!(command, Command::Check) || std::env::var(mongo_pool::config::ENV_LOG).is_ok() {
+    if !matches!(command, Command::Check)
+        || std::env::var(mongo_pool::config::ENV_LOG).is_ok_and(|v| !v.trim().is_empty())
+    {
         init_logging(Some(&config));
+    }
+    for variable in &config.empty_variables {
+        tracing::debug!(
+            variable,
+            "the variable is empty: treated as unset, the default applies"
+        );
     }
     // One thread: a Lambda environment runs one invocation at a time on its share of a vCPU,
     // and a request costs mongo-pool tens of microseconds. A second worker only added a

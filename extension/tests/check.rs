@@ -283,3 +283,176 @@ async fn check_with_a_uri_for_another_replica_set_fails_at_topology_not_silently
     let run = check(&env_with_key(&uri)).await;
     assert_failed_at(&run, "topology", "another replica set");
 }
+
+/// `mongo-pool` (serve, sidecar) with `uri`: it must exit 2 at once, saying `expected`.
+async fn serve_refuses(uri: &str, expected: &str) {
+    serve_refuses_with(uri, &[], expected).await;
+}
+
+/// [`serve_refuses`] with `env` added; returns what it wrote.
+async fn serve_refuses_with(uri: &str, env: &[(&str, &str)], expected: &str) -> String {
+    let mut all = vec![
+        ("AWS_ACCESS_KEY_ID", KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ];
+    all.extend_from_slice(env);
+    let mut pool = mongo_pool_testkit::pool_process::MongoPool::spawn(uri, &all).unwrap();
+    let exit = pool.wait_exit(Duration::from_secs(20)).await.unwrap();
+    let logs = pool.logs();
+    assert_eq!(exit.code(), Some(2), "{uri}: exit status {exit}:\n{logs}");
+    assert!(logs.contains("invalid configuration"), "{uri}:\n{logs}");
+    assert!(
+        logs.contains(expected),
+        "{uri}: expected {expected:?}:\n{logs}"
+    );
+    logs
+}
+
+/// `mongo-pool check` with `uri`: it must fail at start, saying `expected`.
+async fn check_refuses(uri: &str, expected: &str) {
+    let run = check(&env_with_key(uri)).await;
+    assert!(!run.success, "{uri}: check passed:\n{}", run.output);
+    assert!(
+        run.output.contains("invalid configuration") && run.output.contains(expected),
+        "{uri}: expected {expected:?}:\n{}",
+        run.output
+    );
+}
+
+#[tokio::test]
+async fn a_tls_ca_file_that_is_not_a_small_regular_file_stops_the_start_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.pem");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let big = dir.path().join("big.pem");
+    std::fs::write(&big, vec![b'A'; 2 * 1024 * 1024]).unwrap();
+    let fifo = fifo.to_str().unwrap().to_owned();
+    let big = big.to_str().unwrap().to_owned();
+    let directory = dir.path().to_str().unwrap().to_owned();
+    for (path, expected) in [
+        ("/dev/zero", "is a character device, not a regular file"),
+        ("/dev/urandom", "is a character device, not a regular file"),
+        (fifo.as_str(), "is a FIFO (named pipe), not a regular file"),
+        (directory.as_str(), "is a directory, not a regular file"),
+        (big.as_str(), "is larger than 1048576 bytes (1 MiB)"),
+    ] {
+        // Nothing listens on port 1: the start must fail on the file, before any connection.
+        let uri = format!(
+            "mongodb://127.0.0.1:1/?tls=true&tlsCAFile={}",
+            path.replace('/', "%2F")
+        );
+        let expected = format!("tlsCAFile {path} {expected}");
+        check_refuses(&uri, &expected).await;
+        serve_refuses(&uri, &expected).await;
+    }
+}
+
+#[tokio::test]
+async fn tls_off_to_a_host_that_is_not_loopback_stops_the_start_with_a_message() {
+    for uri in [
+        "mongodb://cluster0-shard-00-00.abcde.mongodb.net:27017/?authMechanism=MONGODB-AWS",
+        "mongodb://10.1.2.3:27017/?tls=false",
+        "mongodb://127.0.0.1:1,db.internal:27017/?replicaSet=rs0",
+    ] {
+        check_refuses(uri, "is not a loopback address").await;
+        serve_refuses(uri, "Add tls=true").await;
+    }
+}
+
+#[tokio::test]
+async fn a_mongo_pool_log_that_is_not_the_syntax_stops_the_start_with_the_syntax() {
+    for (filter, hint) in [
+        ("warning", "did you mean warn?"),
+        ("verbose", "did you mean trace?"),
+        ("mongo-pool=debug", "did you mean mongo_pool?"),
+    ] {
+        let logs = serve_refuses_with(
+            "mongodb://127.0.0.1:1/",
+            &[("MONGO_POOL_LOG", filter)],
+            hint,
+        )
+        .await;
+        assert!(
+            logs.contains(
+                "expected a level (off, error, warn, info, debug, trace) or comma-separated \
+                 target=level directives"
+            ),
+            "{filter}: the syntax is given:\n{logs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn empty_variables_start_normally_and_lambdas_log_controls_apply() {
+    let sim = sim_with_key(&["--members", "1"]).await;
+    let mut pool = mongo_pool_testkit::pool_process::MongoPool::start(
+        &sim.start.uri,
+        &[
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("MONGO_POOL_LOG", ""),
+            ("MONGO_POOL_LOG_FORMAT", ""),
+            ("MONGO_POOL_MAX_CLIENTS", ""),
+            ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ],
+    )
+    .await
+    .unwrap();
+    let health = mongo_pool_testkit::pool_process::health(pool.socket_path())
+        .await
+        .unwrap();
+    let logs = stop_and_read(&mut pool).await;
+    assert!(health.status.success(), "{}\n{logs}", health.output);
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log at all");
+    for line in &lines {
+        let record: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a stderr line that is not JSON ({e}): {line}"));
+        assert!(record["level"].is_string(), "{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"level\":\"DEBUG\"")
+            && l.contains("treated as unset")
+            && l.contains("MONGO_POOL_LOG")),
+        "AWS_LAMBDA_LOG_LEVEL=DEBUG applies and the empty variable is noted:\n{logs}"
+    );
+}
+
+#[tokio::test]
+async fn text_logs_to_a_file_have_no_colour_codes() {
+    let sim = sim_with_key(&["--members", "1"]).await;
+    let mut pool = mongo_pool_testkit::pool_process::MongoPool::start(
+        &sim.start.uri,
+        &[
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("MONGO_POOL_LOG", "debug"),
+        ],
+    )
+    .await
+    .unwrap();
+    let logs = stop_and_read(&mut pool).await;
+    assert!(logs.contains("mongo-pool is serving"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI escape in a log file:\n{logs:?}"
+    );
+}
+
+/// Stops `pool` with SIGTERM, waits for it to exit 0, and returns everything it wrote.
+async fn stop_and_read(pool: &mut mongo_pool_testkit::pool_process::MongoPool) -> String {
+    pool.signal(mongo_pool_testkit::process::Signal::SIGTERM)
+        .unwrap();
+    let exit = pool.wait_exit(Duration::from_secs(10)).await.unwrap();
+    let logs = pool.logs();
+    assert!(
+        exit.success(),
+        "mongo-pool exits 0 on SIGTERM ({exit}):\n{logs}"
+    );
+    logs
+}

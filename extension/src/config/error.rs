@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::{ENV_URI, UriError};
+use super::{CaFileError, ENV_URI, UriError};
 
 /// An invalid configuration: each variant names the variable and what would be valid.
 #[derive(Debug, Error)]
@@ -42,6 +42,9 @@ pub enum ConfigError {
     /// `MONGO_POOL_URI` is not a usable connection string.
     #[error("{ENV_URI}: {0}")]
     Uri(#[from] UriError),
+    /// The connection string's `tlsCAFile` cannot be used.
+    #[error("{ENV_URI}: {0}")]
+    CaFile(#[from] CaFileError),
 }
 
 /// The candidate a mistyped `name` most likely meant: the nearest by edit distance, ignoring

@@ -181,7 +181,8 @@ fn invalid_values_name_the_variable() {
         (ENV_SOCKET, "relative.sock"),
         (ENV_LOG, "mongo_pool=loud"),
         (ENV_FUNCTION_MEMORY_SIZE, "big"),
-        (ENV_SOCKET, ""),
+        (ENV_LAMBDA_LOG_LEVEL, "LOUD"),
+        (ENV_LAMBDA_LOG_FORMAT, "XML"),
     ];
     for (var, value) in cases {
         let e = load_err(&[(ENV_URI, ATLAS), (var, value)]);
@@ -233,4 +234,138 @@ fn display_and_debug_never_show_the_uri_credentials_or_query() {
         !text.contains("s3cr3t") && !text.contains("AKIAEXAMPLE"),
         "{text}"
     );
+}
+
+#[test]
+fn an_empty_variable_is_unset_and_recorded() {
+    let c = load_ok(&[
+        (ENV_URI, ATLAS),
+        (ENV_LOG, ""),
+        (ENV_LOG_FORMAT, " "),
+        (ENV_SOCKET, ""),
+        (ENV_SOCKET_MODE, ""),
+        (ENV_MAX_CLIENTS, ""),
+        (ENV_MODE, ""),
+        (ENV_PREWARM, ""),
+        (ENV_INIT_FAIL_FAST, ""),
+        (ENV_DNS_SERVER, ""),
+    ]);
+    let defaults = load_ok(&[(ENV_URI, ATLAS)]);
+    assert_eq!(c.log_filter, defaults.log_filter);
+    assert_eq!(c.log_format, defaults.log_format);
+    assert_eq!(c.socket_path, defaults.socket_path);
+    assert_eq!(c.socket_mode, defaults.socket_mode);
+    assert_eq!(c.max_clients, defaults.max_clients);
+    assert_eq!(c.run_mode, defaults.run_mode);
+    assert_eq!(c.prewarm, defaults.prewarm);
+    assert_eq!(c.init_fail_fast, defaults.init_fail_fast);
+    assert_eq!(c.dns_server, defaults.dns_server);
+    let mut empty = c.empty_variables.clone();
+    empty.sort_unstable();
+    let mut expected = vec![
+        ENV_LOG,
+        ENV_LOG_FORMAT,
+        ENV_SOCKET,
+        ENV_SOCKET_MODE,
+        ENV_MAX_CLIENTS,
+        ENV_MODE,
+        ENV_PREWARM,
+        ENV_INIT_FAIL_FAST,
+        ENV_DNS_SERVER,
+    ];
+    expected.sort_unstable();
+    assert_eq!(empty, expected);
+    assert!(defaults.empty_variables.is_empty());
+    // The one required variable, empty, is as missing as unset.
+    assert!(matches!(
+        load_err(&[(ENV_URI, "")]),
+        ConfigError::Missing { var: ENV_URI, .. }
+    ));
+}
+
+#[test]
+fn lambda_logging_controls_apply_when_mongo_pool_log_variables_are_unset() {
+    for (level, filter) in [
+        ("TRACE", "trace"),
+        ("DEBUG", "debug"),
+        ("INFO", "info"),
+        ("WARN", "warn"),
+        ("ERROR", "error"),
+        ("FATAL", "error"),
+        ("debug", "debug"),
+    ] {
+        let c = load_ok(&[(ENV_URI, ATLAS), (ENV_LAMBDA_LOG_LEVEL, level)]);
+        assert_eq!(c.log_filter, filter, "{level}");
+    }
+    // Outside Lambda's run mode too: the variable says what the function's owner chose.
+    let c = load_ok(&[(ENV_URI, ATLAS), (ENV_LAMBDA_LOG_FORMAT, "JSON")]);
+    assert_eq!(c.log_format, LogFormat::Json);
+    let c = load_ok(&[
+        (ENV_URI, ATLAS),
+        (ENV_LAMBDA_RUNTIME_API, "127.0.0.1:9001"),
+        (ENV_LAMBDA_LOG_FORMAT, "Text"),
+    ]);
+    assert_eq!(c.log_format, LogFormat::Text);
+    // MONGO_POOL_* win.
+    let c = load_ok(&[
+        (ENV_URI, ATLAS),
+        (ENV_LOG, "warn"),
+        (ENV_LOG_FORMAT, "text"),
+        (ENV_LAMBDA_LOG_LEVEL, "TRACE"),
+        (ENV_LAMBDA_LOG_FORMAT, "JSON"),
+    ]);
+    assert_eq!(
+        (c.log_filter.as_str(), c.log_format),
+        ("warn", LogFormat::Text)
+    );
+    // An empty MONGO_POOL_LOG is unset, so Lambda's level applies.
+    let c = load_ok(&[
+        (ENV_URI, ATLAS),
+        (ENV_LOG, ""),
+        (ENV_LAMBDA_LOG_LEVEL, "WARN"),
+    ]);
+    assert_eq!(c.log_filter, "warn");
+    // An unknown value names Lambda's variable.
+    let e = load_err(&[(ENV_URI, ATLAS), (ENV_LAMBDA_LOG_LEVEL, "VERBOSE")]);
+    assert!(e.to_string().starts_with("AWS_LAMBDA_LOG_LEVEL="), "{e}");
+}
+
+#[test]
+fn mongo_pool_log_is_validated_strictly_with_the_syntax_in_the_message() {
+    for (filter, hint) in [
+        ("warning", "did you mean warn?"),
+        ("verbose", "did you mean trace?"),
+        ("mongo-pool=debug", "did you mean mongo_pool?"),
+        ("mongo_pool=debug,inf", "did you mean info?"),
+        ("mongo_pool", "\"mongo_pool\" is not a level"),
+        ("info,,warn", "an empty directive"),
+        ("info,warn", "more than one default level"),
+        ("aws config=debug", "is not a target"),
+    ] {
+        let e = load_err(&[(ENV_URI, ATLAS), (ENV_LOG, filter)]);
+        let text = e.to_string();
+        assert!(text.starts_with("MONGO_POOL_LOG="), "{filter}: {text}");
+        assert!(text.contains(hint), "{filter}: {text}");
+        assert!(
+            text.contains("expected a level (off, error, warn, info, debug, trace)"),
+            "{filter}: {text}"
+        );
+    }
+    for filter in [
+        "info",
+        "TRACE",
+        "mongo_pool=debug,warn",
+        "warn,mongo_pool::upstream=trace,hickory_resolver=debug",
+        "off",
+    ] {
+        let c = load_ok(&[(ENV_URI, ATLAS), (ENV_LOG, filter)]);
+        assert_eq!(c.log_filter, filter);
+    }
+}
+
+#[test]
+fn no_color_is_read_with_the_configuration() {
+    assert!(!load_ok(&[(ENV_URI, ATLAS)]).no_color);
+    assert!(!load_ok(&[(ENV_URI, ATLAS), (ENV_NO_COLOR, "")]).no_color);
+    assert!(load_ok(&[(ENV_URI, ATLAS), (ENV_NO_COLOR, "1")]).no_color);
 }

@@ -27,7 +27,7 @@ use super::auth::sts::{StsEndpoint, diagnose};
 use super::auth::{self, AuthError, SaslReply};
 use super::connection::{Connection, Stream};
 use super::handshake::{HelloReply, client_metadata, hello_command};
-use crate::config::{Config, HostPort};
+use crate::config::{CaCertificates, Config, HostPort};
 use crate::metrics::Metrics;
 use crate::topology::srv::{Resolver, SrvError};
 use error::upstream_to_connect;
@@ -58,7 +58,7 @@ pub struct Connector {
 /// Why the connector could not be built (bad TLS settings, resolver setup).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
-    /// `tlsCAFile` could not be read or holds no certificate.
+    /// A `tlsCAFile` certificate (loaded and checked by `Config`) cannot be used as a root.
     #[error("tlsCAFile {path}: {cause}")]
     CaFile {
         /// The path.
@@ -74,29 +74,25 @@ pub enum ConnectorError {
     Resolver(#[from] SrvError),
 }
 
-/// Builds the rustls client configuration: webpki roots plus the certificates in `ca_file`.
-/// Verification is always on; there is no setting to turn it off.
+/// Builds the rustls client configuration: webpki roots plus the `tlsCAFile` certificates
+/// that [`Config`] loaded at start. Verification is always on; there is no setting to turn it
+/// off.
 ///
 /// # Errors
-/// [`ConnectorError::CaFile`] when the file cannot be read or holds no certificate.
-pub fn tls_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>, ConnectorError> {
-    use rustls_pki_types::pem::PemObject;
+/// [`ConnectorError::CaFile`] when a certificate cannot be used as a root.
+pub fn tls_config(
+    ca: Option<&CaCertificates>,
+) -> Result<Arc<rustls::ClientConfig>, ConnectorError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let ca_err = |cause: String| ConnectorError::CaFile {
-            path: path.to_owned(),
-            cause,
-        };
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| ca_err(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ca_err(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(ca_err("no PEM certificate in the file".into()));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+    if let Some(ca) = ca {
+        for cert in ca.certificates() {
+            roots
+                .add(cert.clone())
+                .map_err(|e| ConnectorError::CaFile {
+                    path: ca.path().to_owned(),
+                    cause: e.to_string(),
+                })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -120,7 +116,7 @@ impl Connector {
     ) -> Result<Connector, ConnectorError> {
         let uri = &config.uri;
         let tls = if uri.tls {
-            Some(tls_config(uri.tls_ca_file.as_deref())?)
+            Some(tls_config(config.tls_ca.as_ref())?)
         } else {
             None
         };

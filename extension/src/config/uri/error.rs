@@ -40,6 +40,15 @@ pub enum UriError {
     /// `mongodb+srv` with `tls=false`.
     #[error("tls=false (or ssl=false) cannot be used with mongodb+srv://: remove it")]
     SrvTlsDisabled,
+    /// TLS off towards a host that is not on this machine.
+    #[error(
+        "TLS is off (mongodb:// without tls=true, or tls=false) and {0} is not a loopback \
+         address: MONGODB-AWS would send the signed STS request and the session token in \
+         cleartext, where anyone on the path can replay them. Add tls=true (Atlas always \
+         requires TLS) or use the mongodb+srv:// string Atlas gives; TLS may be off only for \
+         localhost, 127.0.0.0/8 and ::1"
+    )]
+    PlaintextToRemoteHost(String),
     /// An option that only applies to `mongodb+srv://`.
     #[error("{0} only applies to mongodb+srv:// connection strings: remove it")]
     SrvOnly(&'static str),

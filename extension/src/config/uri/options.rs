@@ -388,6 +388,15 @@ impl RawOptions {
             .max_idle_time_ms
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis);
+        // MONGODB-AWS sends a signed STS request and the session token in its SASL payload:
+        // over plain TCP anyone on the path can read and replay them. Only a loopback peer
+        // (a local test server, an SSH or SSM tunnel ending on this host) may go without TLS.
+        // Checked last, so that any other mistake in the string is reported first.
+        if let (false, Seeds::List(hosts)) = (tls, &seeds)
+            && let Some(host) = hosts.iter().find(|h| !is_loopback(&h.host))
+        {
+            return Err(UriError::PlaintextToRemoteHost(truncate(&host.to_string())));
+        }
 
         Ok(UriOptions {
             seeds,
@@ -410,6 +419,15 @@ impl RawOptions {
             unknown_options: self.unknown_options,
         })
     }
+}
+
+/// `localhost`, or an IP address in 127.0.0.0/8 or `::1` (also IPv4-mapped): a peer on this
+/// host, whose traffic never crosses a network.
+pub(super) fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn truncate(value: &str) -> String {

@@ -127,7 +127,7 @@ fn srv_options() {
 
 #[test]
 fn ipv6_and_percent_encoded_hosts() {
-    let o = ok("mongodb://[::1]:27018,[fe80::1],%6Cocalhost:1");
+    let o = ok("mongodb://[::1]:27018,[fe80::1],%6Cocalhost:1/?tls=true");
     assert_eq!(
         o.seeds,
         Seeds::List(vec![
@@ -146,7 +146,7 @@ fn ipv6_and_percent_encoded_hosts() {
 #[test]
 fn hosts_are_lower_cased() {
     assert_eq!(
-        ok("mongodb://Cluster0.Example.COM").seeds,
+        ok("mongodb://Cluster0.Example.COM/?tls=true").seeds,
         Seeds::List(vec![hp("cluster0.example.com", 27017)])
     );
 }
@@ -203,7 +203,7 @@ fn invalid_database_names() {
         UriError::Malformed(_)
     ));
     assert_eq!(
-        ok("mongodb://host/app_db").database.as_deref(),
+        ok("mongodb://localhost/app_db").database.as_deref(),
         Some("app_db")
     );
 }
@@ -255,11 +255,11 @@ fn srv_rules() {
 #[test]
 fn srv_only_options_are_errors_on_plain_uris() {
     assert_eq!(
-        err("mongodb://h/?srvMaxHosts=1"),
+        err("mongodb://localhost/?srvMaxHosts=1"),
         UriError::SrvOnly("srvMaxHosts")
     );
     assert_eq!(
-        err("mongodb://h/?srvServiceName=x"),
+        err("mongodb://localhost/?srvServiceName=x"),
         UriError::SrvOnly("srvServiceName")
     );
 }
@@ -271,14 +271,14 @@ fn direct_connection_takes_one_host() {
         UriError::Conflict(_)
     ));
     assert_eq!(
-        ok("mongodb://a/?directConnection=true").direct_connection,
+        ok("mongodb://localhost/?directConnection=true").direct_connection,
         Some(true)
     );
 }
 
 #[test]
 fn mechanism_defaults_to_mongodb_aws_and_others_are_rejected() {
-    ok("mongodb://h/?authMechanism=MONGODB-AWS");
+    ok("mongodb://localhost/?authMechanism=MONGODB-AWS");
     for m in [
         "SCRAM-SHA-256",
         "MONGODB-X509",
@@ -286,7 +286,7 @@ fn mechanism_defaults_to_mongodb_aws_and_others_are_rejected() {
         "GSSAPI",
         "MONGODB-OIDC",
     ] {
-        let e = err(&format!("mongodb://h/?authMechanism={m}"));
+        let e = err(&format!("mongodb://localhost/?authMechanism={m}"));
         assert_eq!(e, UriError::UnsupportedMechanism(m.into()));
         assert!(e.to_string().contains("MONGODB-AWS"));
     }
@@ -294,8 +294,8 @@ fn mechanism_defaults_to_mongodb_aws_and_others_are_rejected() {
 
 #[test]
 fn auth_source_must_be_external() {
-    ok("mongodb://h/?authSource=$external");
-    let e = err("mongodb://h/?authSource=admin");
+    ok("mongodb://localhost/?authSource=$external");
+    let e = err("mongodb://localhost/?authSource=admin");
     assert_eq!(e, UriError::UnsupportedAuthSource("admin".into()));
     assert!(e.to_string().contains("%24external"));
 }
@@ -318,14 +318,15 @@ fn credentials_in_the_uri_are_rejected_without_echoing_them() {
 
 #[test]
 fn session_token_property_is_rejected_without_echoing_it() {
-    let e = err("mongodb://h/?authMechanismProperties=AWS_SESSION_TOKEN:FQoGZXIvYXdzEXAMPLE");
+    let e =
+        err("mongodb://localhost/?authMechanismProperties=AWS_SESSION_TOKEN:FQoGZXIvYXdzEXAMPLE");
     assert_eq!(e, UriError::MechanismProperties);
     assert!(!format!("{e} {e:?}").contains("FQoG"));
 }
 
 #[test]
 fn client_certificate_options_are_rejected_without_echoing_them() {
-    let e = err("mongodb://h/?tls=true&tlsCertificateKeyFilePassword=hunter2");
+    let e = err("mongodb://localhost/?tls=true&tlsCertificateKeyFilePassword=hunter2");
     assert!(matches!(e, UriError::Unsupported { .. }));
     assert!(!format!("{e} {e:?}").contains("hunter2"));
 }
@@ -333,18 +334,18 @@ fn client_certificate_options_are_rejected_without_echoing_them() {
 #[test]
 fn verification_cannot_be_turned_off() {
     for opt in VERIFICATION_OPTIONS {
-        let e = err(&format!("mongodb://h/?tls=true&{opt}=true"));
+        let e = err(&format!("mongodb://localhost/?tls=true&{opt}=true"));
         assert_eq!(e, UriError::VerificationDisabled(opt));
         assert!(e.to_string().contains("never"));
-        ok(&format!("mongodb://h/?tls=true&{opt}=false"));
+        ok(&format!("mongodb://localhost/?tls=true&{opt}=false"));
         assert!(matches!(
-            err(&format!("mongodb://h/?{opt}=maybe")),
+            err(&format!("mongodb://localhost/?{opt}=maybe")),
             UriError::InvalidValue { .. }
         ));
     }
     // Case-insensitive.
     assert_eq!(
-        err("mongodb://h/?tlsinsecure=TRUE"),
+        err("mongodb://localhost/?tlsinsecure=TRUE"),
         UriError::VerificationDisabled("tlsInsecure")
     );
 }
@@ -352,53 +353,56 @@ fn verification_cannot_be_turned_off() {
 #[test]
 fn tls_and_ssl_must_agree() {
     assert_eq!(
-        err("mongodb://h/?tls=true&ssl=false"),
+        err("mongodb://localhost/?tls=true&ssl=false"),
         UriError::TlsSslConflict
     );
-    assert!(ok("mongodb://h/?tls=true&ssl=true").tls);
-    assert!(ok("mongodb://h/?ssl=true").tls);
+    assert!(ok("mongodb://localhost/?tls=true&ssl=true").tls);
+    assert!(ok("mongodb://localhost/?ssl=true").tls);
     assert!(matches!(
-        err("mongodb://h/?tlsCAFile=%2Fca.pem"),
+        err("mongodb://localhost/?tlsCAFile=%2Fca.pem"),
         UriError::Conflict(_)
     ));
 }
 
 #[test]
 fn load_balanced_true_is_an_error_that_explains() {
-    let e = err("mongodb://h/?loadBalanced=true");
+    let e = err("mongodb://localhost/?loadBalanced=true");
     assert_eq!(e, UriError::LoadBalanced);
     assert!(e.to_string().contains("shares upstream connections"));
-    ok("mongodb://h/?loadBalanced=false");
+    ok("mongodb://localhost/?loadBalanced=false");
 }
 
 #[test]
 fn pool_sizes_are_bounded() {
     assert!(matches!(
-        err("mongodb://h/?maxPoolSize=0"),
+        err("mongodb://localhost/?maxPoolSize=0"),
         UriError::OutOfRange {
             option: "maxPoolSize",
             ..
         }
     ));
     assert!(matches!(
-        err("mongodb://h/?maxPoolSize=101"),
+        err("mongodb://localhost/?maxPoolSize=101"),
         UriError::OutOfRange {
             option: "maxPoolSize",
             ..
         }
     ));
-    assert_eq!(ok("mongodb://h/?maxPoolSize=100").max_pool_size, 100);
     assert_eq!(
-        err("mongodb://h/?minPoolSize=5&maxPoolSize=4"),
+        ok("mongodb://localhost/?maxPoolSize=100").max_pool_size,
+        100
+    );
+    assert_eq!(
+        err("mongodb://localhost/?minPoolSize=5&maxPoolSize=4"),
         UriError::MinAboveMax { min: 5, max: 4 }
     );
     assert_eq!(
-        err("mongodb://h/?minPoolSize=5"),
+        err("mongodb://localhost/?minPoolSize=5"),
         UriError::MinAboveMax { min: 5, max: 4 }
     );
-    assert_eq!(ok("mongodb://h/?minPoolSize=0").min_pool_size, 0);
+    assert_eq!(ok("mongodb://localhost/?minPoolSize=0").min_pool_size, 0);
     assert!(matches!(
-        err("mongodb://h/?maxConnecting=0"),
+        err("mongodb://localhost/?maxConnecting=0"),
         UriError::OutOfRange {
             option: "maxConnecting",
             ..
@@ -413,7 +417,7 @@ fn waits_are_bounded() {
         "connectTimeoutMS",
         "serverSelectionTimeoutMS",
     ] {
-        let e = err(&format!("mongodb://h/?{opt}=0"));
+        let e = err(&format!("mongodb://localhost/?{opt}=0"));
         assert!(
             matches!(e, UriError::OutOfRange { value: 0, .. }),
             "{opt}: {e}"
@@ -421,15 +425,18 @@ fn waits_are_bounded() {
         assert!(e.to_string().contains("forever"));
     }
     assert!(matches!(
-        err("mongodb://h/?heartbeatFrequencyMS=499"),
+        err("mongodb://localhost/?heartbeatFrequencyMS=499"),
         UriError::OutOfRange {
             option: "heartbeatFrequencyMS",
             ..
         }
     ));
-    assert_eq!(ok("mongodb://h/?maxIdleTimeMS=0").max_idle_time, None);
     assert_eq!(
-        ok("mongodb://h/?connectTimeoutMS=30000").init_connect_timeout(),
+        ok("mongodb://localhost/?maxIdleTimeMS=0").max_idle_time,
+        None
+    );
+    assert_eq!(
+        ok("mongodb://localhost/?connectTimeoutMS=30000").init_connect_timeout(),
         INIT_CONNECT_TIMEOUT_CAP
     );
 }
@@ -437,20 +444,20 @@ fn waits_are_bounded() {
 #[test]
 fn malformed_numbers_and_booleans() {
     for uri in [
-        "mongodb://h/?maxPoolSize=ten",
-        "mongodb://h/?maxPoolSize=-1",
-        "mongodb://h/?maxPoolSize=",
-        "mongodb://h/?maxPoolSize=1.5",
-        "mongodb://h/?connectTimeoutMS=99999999999999999999999",
-        "mongodb://h/?tls=yes",
-        "mongodb://h/?tls=1",
-        "mongodb://h/?directConnection=on",
-        "mongodb://h/?loadBalanced=nope",
+        "mongodb://localhost/?maxPoolSize=ten",
+        "mongodb://localhost/?maxPoolSize=-1",
+        "mongodb://localhost/?maxPoolSize=",
+        "mongodb://localhost/?maxPoolSize=1.5",
+        "mongodb://localhost/?connectTimeoutMS=99999999999999999999999",
+        "mongodb://localhost/?tls=yes",
+        "mongodb://localhost/?tls=1",
+        "mongodb://localhost/?directConnection=on",
+        "mongodb://localhost/?loadBalanced=nope",
     ] {
         assert!(matches!(err(uri), UriError::InvalidValue { .. }), "{uri}");
     }
     assert!(matches!(
-        err("mongodb://h/?maxPoolSize=99999999999"),
+        err("mongodb://localhost/?maxPoolSize=99999999999"),
         UriError::OutOfRange { .. }
     ));
 }
@@ -458,7 +465,7 @@ fn malformed_numbers_and_booleans() {
 #[test]
 fn duplicate_pool_options_are_errors() {
     assert_eq!(
-        err("mongodb://h/?maxPoolSize=2&MAXPOOLSIZE=3"),
+        err("mongodb://localhost/?maxPoolSize=2&MAXPOOLSIZE=3"),
         UriError::Duplicate("maxPoolSize")
     );
 }
@@ -466,7 +473,7 @@ fn duplicate_pool_options_are_errors() {
 #[test]
 fn function_options_are_collected_not_applied() {
     let o = ok(
-        "mongodb://h/?retryWrites=true&w=majority&journal=true&readPreference=secondary\
+        "mongodb://localhost/?retryWrites=true&w=majority&journal=true&readPreference=secondary\
                 &readPreferenceTags=dc:ny&readPreferenceTags=&compressors=zstd,zlib\
                 &socketTimeoutMS=0&timeoutMS=100&uuidRepresentation=standard\
                 &readConcernLevel=majority&retryReads=false&wtimeoutMS=10\
@@ -483,7 +490,7 @@ fn function_options_are_collected_not_applied() {
 
 #[test]
 fn unknown_options_are_listed_by_name_only() {
-    let o = ok("mongodb://h/?frobnicate=s3cret&maxPoolsize=3&fooBar=1");
+    let o = ok("mongodb://localhost/?frobnicate=s3cret&maxPoolsize=3&fooBar=1");
     assert_eq!(o.unknown_options, vec!["frobnicate", "fooBar"]);
     assert_eq!(o.max_pool_size, 3);
     assert!(!format!("{o:?}").contains("s3cret"));
@@ -491,7 +498,7 @@ fn unknown_options_are_listed_by_name_only() {
 
 #[test]
 fn unknown_options_get_the_option_they_most_likely_meant() {
-    let o = ok("mongodb://h/?maxPoolSze=5&retryWrite=true&frobnicate=1&MAXIDLETIMEMS=9");
+    let o = ok("mongodb://localhost/?maxPoolSze=5&retryWrite=true&frobnicate=1&MAXIDLETIMEMS=9");
     assert_eq!(
         o.unknown_options_explained(),
         "maxPoolSze (did you mean maxPoolSize?), retryWrite (did you mean retryWrites?), \
@@ -524,14 +531,14 @@ fn every_pool_option_is_known() {
 fn app_name_is_bounded() {
     let long = "a".repeat(129);
     assert!(matches!(
-        err(&format!("mongodb://h/?appName={long}")),
+        err(&format!("mongodb://localhost/?appName={long}")),
         UriError::OutOfRange {
             option: "appName",
             ..
         }
     ));
     assert_eq!(
-        ok(&format!("mongodb://h/?appName={}", "a".repeat(128)))
+        ok(&format!("mongodb://localhost/?appName={}", "a".repeat(128)))
             .app_name
             .map(|a| a.len()),
         Some(128)
@@ -546,7 +553,7 @@ fn percent_decoding() {
     assert!(percent_decode("%4", "x").is_err());
     assert!(percent_decode("%ff", "x").is_err(), "not UTF-8");
     assert!(matches!(
-        err("mongodb://h/?appName=%zz"),
+        err("mongodb://localhost/?appName=%zz"),
         UriError::PercentEncoding("option values")
     ));
 }
@@ -565,6 +572,53 @@ fn display_summarises_without_options_text() {
 #[test]
 fn long_values_are_truncated_in_errors() {
     let v = "x".repeat(500);
-    let e = err(&format!("mongodb://h/?tls={v}"));
+    let e = err(&format!("mongodb://localhost/?tls={v}"));
     assert!(e.to_string().len() < 200, "{e}");
+}
+
+#[test]
+fn tls_off_is_refused_for_a_host_that_is_not_loopback() {
+    for uri in [
+        "mongodb://cluster0-shard-00-00.abcde.mongodb.net:27017/?authMechanism=MONGODB-AWS",
+        "mongodb://db.internal/?tls=false",
+        "mongodb://10.0.0.5:27017/?ssl=false",
+        "mongodb://127.0.0.1:27017,10.0.0.6:27017/?replicaSet=rs0",
+        "mongodb://[fe80::1]:27017",
+        "mongodb://[::ffff:10.0.0.1]",
+        "mongodb://localhost.evil.example/?tls=false",
+        "mongodb://128.0.0.1",
+    ] {
+        let e = err(uri);
+        assert!(
+            matches!(e, UriError::PlaintextToRemoteHost(_)),
+            "{uri}: {e:?}"
+        );
+        let message = e.to_string();
+        assert!(message.contains("Add tls=true"), "{message}");
+        assert!(message.contains("not a loopback address"), "{message}");
+    }
+    assert_eq!(
+        err("mongodb://127.0.0.1:27017,db.internal:27018").to_string(),
+        "TLS is off (mongodb:// without tls=true, or tls=false) and db.internal:27018 is not a \
+         loopback address: MONGODB-AWS would send the signed STS request and the session token \
+         in cleartext, where anyone on the path can replay them. Add tls=true (Atlas always \
+         requires TLS) or use the mongodb+srv:// string Atlas gives; TLS may be off only for \
+         localhost, 127.0.0.0/8 and ::1"
+    );
+}
+
+#[test]
+fn tls_off_is_allowed_for_loopback_hosts_only() {
+    for uri in [
+        "mongodb://localhost",
+        "mongodb://LOCALHOST:27018/?tls=false",
+        "mongodb://127.0.0.1:27017,127.0.0.2:27018/?replicaSet=rs0",
+        "mongodb://127.255.255.254",
+        "mongodb://[::1]:27017/?ssl=false",
+        "mongodb://[::ffff:127.0.0.1]:27017",
+    ] {
+        assert!(!ok(uri).tls, "{uri}");
+    }
+    // With TLS on, any host.
+    assert!(ok("mongodb://db.internal:27017,10.0.0.6/?tls=true").tls);
 }

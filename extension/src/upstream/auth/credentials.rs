@@ -35,6 +35,10 @@ pub const ENV_ROLE_ARN: &str = "AWS_ROLE_ARN";
 pub const ENV_CONTAINER_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
 /// ECS/EKS full credentials URI.
 pub const ENV_CONTAINER_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+/// The ECS/EKS container endpoint's authorization token.
+pub const ENV_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+/// A file holding the container endpoint's authorization token (EKS Pod Identity).
+pub const ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 /// Session name for web identity (optional).
 pub const ENV_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
 /// IMDS endpoint override (e.g. `http://[fd00:ec2::254]`).
@@ -159,6 +163,17 @@ pub enum CredentialsError {
         present: &'static str,
         /// The variable that is missing.
         missing: &'static str,
+    },
+    /// The container endpoint's authorization token cannot be sent as a header. Its value is
+    /// never shown.
+    #[error(
+        "the container credentials authorization token ({var}) is not a valid HTTP header \
+         value: it holds a line break or another control character (a trailing newline in a \
+         token file?). Its value is not shown"
+    )]
+    InvalidContainerToken {
+        /// The variable the token comes from.
+        var: &'static str,
     },
     /// An endpoint source failed.
     #[error("loading AWS credentials from the {source_kind} failed: {cause}")]
@@ -336,6 +351,17 @@ impl CredentialsProvider {
     /// [`CredentialsError`] when no source applies, the environment is half-set, or the
     /// endpoint source fails.
     pub async fn credentials(&self) -> Result<(Credentials, CredentialsSource), CredentialsError> {
+        let (credentials, source) = self.fetch().await?;
+        tracing::trace!(
+            %source,
+            access_key_id = credentials.access_key_id(),
+            temporary = credentials.session_token().is_some(),
+            "credentials for an authentication"
+        );
+        Ok((credentials, source))
+    }
+
+    async fn fetch(&self) -> Result<(Credentials, CredentialsSource), CredentialsError> {
         match &*self.inner {
             Inner::Static(c) => Ok((c.clone(), CredentialsSource::Static)),
             Inner::Chain { env, endpoint } => {
@@ -343,7 +369,12 @@ impl CredentialsProvider {
                     return Ok((c, CredentialsSource::Environment));
                 }
                 match endpoint {
-                    Some(endpoint) => Ok((endpoint.credentials().await?, endpoint.kind)),
+                    Some(endpoint) => {
+                        if endpoint.kind == CredentialsSource::Container {
+                            check_container_token(env.as_ref()).await?;
+                        }
+                        Ok((endpoint.credentials().await?, endpoint.kind))
+                    }
                     None => Err(CredentialsError::NotFound),
                 }
             }
@@ -408,6 +439,30 @@ impl Endpoint {
     }
 }
 
+/// Checks the container endpoint's authorization token the way aws-config will use it, as an
+/// HTTP header value. aws-config logs a token that is not one at WARN, and puts it in its
+/// error, which would reach our logs: such a token is refused here first, without its value.
+async fn check_container_token(
+    lookup: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+) -> Result<(), CredentialsError> {
+    let get = |var: &str| lookup(var).filter(|v| !v.is_empty());
+    let valid = if let Some(file) = get(ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE) {
+        // A file that cannot be read is aws-config's error to report; it holds no token.
+        match tokio::fs::read(&file).await {
+            Ok(token) => http::HeaderValue::from_bytes(&token).is_ok(),
+            Err(_) => true,
+        }
+        .then_some(())
+        .ok_or(ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE)
+    } else {
+        get(ENV_CONTAINER_AUTHORIZATION_TOKEN)
+            .is_none_or(|token| http::HeaderValue::from_str(&token).is_ok())
+            .then_some(())
+            .ok_or(ENV_CONTAINER_AUTHORIZATION_TOKEN)
+    };
+    valid.map_err(|var| CredentialsError::InvalidContainerToken { var })
+}
+
 /// Reads the environment pair (and token) through the lookup.
 fn from_environment(
     lookup: &(dyn Fn(&str) -> Option<String> + Send + Sync),
@@ -437,8 +492,47 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// An error and its causes, `: `-separated.
+/// The longest error text (in characters) taken from an error chain into a message or log.
+pub(crate) const MAX_ERROR_CHARS: usize = 1024;
+
+/// `text` as it may go into an error message or a log line: line breaks and tabs become
+/// spaces, other control characters (C0, DEL, C1) and the invisible characters that reorder or
+/// hide text (bidirectional controls, zero-width characters) are removed, and the result is cut
+/// to `max_chars` characters, marked with `...`. For text a remote endpoint chose (STS's
+/// `<Code>` and `<Arn>`, an endpoint's error message): it can neither forge log lines nor grow a
+/// message without bound.
+pub(crate) fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars));
+    let mut kept = 0;
+    for c in text.chars() {
+        let c = match c {
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() || is_invisible(c) => continue,
+            c => c,
+        };
+        if kept == max_chars {
+            out.push_str("...");
+            break;
+        }
+        out.push(c);
+        kept += 1;
+    }
+    out
+}
+
+/// Zero-width characters, bidirectional marks, embeddings, overrides and isolates, and the
+/// byte-order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// An error and its causes, `: `-separated, made [`printable`] (causes may quote what an
+/// endpoint answered) and at most [`MAX_ERROR_CHARS`] characters.
 pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    printable(&raw_error_chain(err), MAX_ERROR_CHARS)
+}
+
+fn raw_error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use thiserror::Error;
 
-use super::credentials::{Credentials, error_chain};
+use super::credentials::{Credentials, error_chain, printable};
 use super::https::{self, MAX_BODY};
 use super::{STS_BODY, sign_get_caller_identity};
 
@@ -356,7 +356,7 @@ async fn call(endpoint: &StsEndpoint, credentials: &Credentials) -> Result<(u16,
 /// Reads an STS answer.
 pub(crate) fn interpret(status: u16, body: &str) -> Diagnosis {
     if (200..300).contains(&status) {
-        return match xml_element(body, "Arn") {
+        return match xml_text(body, "Arn", MAX_ARN_CHARS) {
             Some(arn) => Diagnosis::Caller {
                 atlas_user_arn: atlas_user_arn(&arn),
                 arn,
@@ -366,7 +366,7 @@ pub(crate) fn interpret(status: u16, body: &str) -> Diagnosis {
             },
         };
     }
-    match xml_element(body, "Code") {
+    match xml_text(body, "Code", MAX_CODE_CHARS) {
         Some(code)
             if matches!(
                 code.as_str(),
@@ -387,6 +387,17 @@ pub(crate) fn interpret(status: u16, body: &str) -> Diagnosis {
             cause: format!("HTTP {status}"),
         },
     }
+}
+
+/// The longest STS error `<Code>` kept (AWS's are under 40 characters).
+pub(crate) const MAX_CODE_CHARS: usize = 64;
+/// The longest caller `<Arn>` kept (IAM's limit for an ARN).
+pub(crate) const MAX_ARN_CHARS: usize = 2048;
+
+/// The text of the first `<tag>...</tag>`, with the five XML entities decoded, made
+/// [`printable`] and cut to `max_chars`: STS's answer goes into error messages and logs.
+fn xml_text(body: &str, tag: &str, max_chars: usize) -> Option<String> {
+    xml_element(body, tag).map(|text| printable(&text, max_chars).trim().to_owned())
 }
 
 /// The text of the first `<tag>...</tag>`, with the five XML entities decoded.

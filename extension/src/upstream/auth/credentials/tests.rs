@@ -318,3 +318,83 @@ async fn imds_credentials_are_fetched_from_the_configured_endpoint() {
     assert!(seen.lock().unwrap().len() > before);
     server.abort();
 }
+
+#[test]
+fn printable_strips_control_and_invisible_characters_and_caps_the_length() {
+    assert_eq!(printable("plain text", 100), "plain text");
+    assert_eq!(
+        printable("a\nb\r\nc\td\u{0}e\u{7f}f\u{85}g\u{1b}[2Jh", 100),
+        "a b  c defg[2Jh"
+    );
+    assert_eq!(printable("x\u{202E}y\u{200B}z\u{FEFF}\u{2066}", 100), "xyz");
+    assert_eq!(printable("abcdef", 3), "abc...");
+    assert_eq!(printable("abc", 3), "abc");
+    // Characters, not bytes: never a cut inside a UTF-8 sequence.
+    assert_eq!(printable("ééé", 2), "éé...");
+}
+
+#[test]
+fn an_error_chain_is_printable_and_bounded() {
+    #[derive(Debug)]
+    struct Echo(String);
+    impl fmt::Display for Echo {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl std::error::Error for Echo {}
+    let text = error_chain(&Echo(format!("endpoint said\n{}", "z".repeat(5000))));
+    assert!(!text.contains('\n'));
+    assert_eq!(text.chars().count(), MAX_ERROR_CHARS + 3);
+}
+
+#[tokio::test]
+async fn a_container_token_that_is_not_a_header_value_is_refused_without_showing_it() {
+    const TOKEN_VALUE: &str = "container-token-value-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let with_newline = dir.path().join("token-with-newline");
+    std::fs::write(&with_newline, format!("{TOKEN_VALUE}\n")).unwrap();
+    let good_file = dir.path().join("token");
+    std::fs::write(&good_file, TOKEN_VALUE).unwrap();
+    let bad_inline = format!("{TOKEN_VALUE}\r\nX-Injected: 1");
+    let cases: [(&str, &str, Option<&str>); 2] = [
+        (
+            ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE,
+            with_newline.to_str().unwrap(),
+            Some(ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE),
+        ),
+        (
+            ENV_CONTAINER_AUTHORIZATION_TOKEN,
+            bad_inline.as_str(),
+            Some(ENV_CONTAINER_AUTHORIZATION_TOKEN),
+        ),
+    ];
+    for (var, value, refused) in cases {
+        let e = env(&[(var, value)]);
+        let result = check_container_token(&lookup(&e)).await;
+        match (result, refused) {
+            (Err(err @ CredentialsError::InvalidContainerToken { var }), Some(expected)) => {
+                assert_eq!(var, expected);
+                let text = format!("{err} {err:?}");
+                assert!(!text.contains(TOKEN_VALUE), "{text}");
+            }
+            (other, _) => panic!("{var}: expected a refusal, got {other:?}"),
+        }
+    }
+    for (var, value) in [
+        (
+            ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE,
+            good_file.to_str().unwrap(),
+        ),
+        (ENV_CONTAINER_AUTHORIZATION_TOKEN, TOKEN_VALUE),
+        // Not readable: aws-config reports that itself, and it holds no token to leak.
+        (ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE, "/nonexistent/token"),
+    ] {
+        let e = env(&[(var, value)]);
+        assert!(
+            check_container_token(&lookup(&e)).await.is_ok(),
+            "{var}={value}"
+        );
+    }
+    assert!(check_container_token(&lookup(&env(&[]))).await.is_ok());
+}

@@ -328,3 +328,66 @@ async fn diagnose_times_out() {
     );
     hold.abort();
 }
+
+#[test]
+fn an_error_code_with_control_characters_is_cleaned_before_it_reaches_a_message() {
+    // A forged log line, a terminal escape and a bidi override inside <Code>.
+    let code = "Invalid\nERROR mongo-pool: forged line\x1b[31m\u{202E}Token\r\u{7}";
+    let d = interpret(403, &error_xml(code));
+    let Diagnosis::Rejected { code } = &d else {
+        panic!("expected Rejected, got {d:?}");
+    };
+    assert_eq!(code, "Invalid ERROR mongo-pool: forged line[31mToken");
+    let message = d.to_string();
+    assert!(
+        !message.chars().any(|c| c.is_control() || c == '\u{202E}'),
+        "{message:?}"
+    );
+    // A 5xx echoes the code into the cause: cleaned there too.
+    let d = interpret(503, &error_xml("Busy\n\x1b[0m"));
+    assert_eq!(
+        d,
+        Diagnosis::Unreachable {
+            cause: "HTTP 503 (Busy [0m)".into()
+        }
+    );
+}
+
+#[test]
+fn an_error_code_is_length_capped() {
+    let long = "A".repeat(10_000);
+    let Diagnosis::Rejected { code } = interpret(400, &error_xml(&long)) else {
+        panic!("expected Rejected");
+    };
+    assert_eq!(code, format!("{}...", "A".repeat(MAX_CODE_CHARS)));
+    let huge_arn = format!("arn:aws:iam::123456789012:user/{}", "u".repeat(100_000));
+    let body = SUCCESS.replace(
+        "arn:aws:sts::123456789012:assumed-role/orders-fn-role/orders-fn",
+        &huge_arn,
+    );
+    let Diagnosis::Caller { arn, .. } = interpret(200, &body) else {
+        panic!("expected Caller");
+    };
+    assert_eq!(arn.chars().count(), MAX_ARN_CHARS + 3);
+    // Codes as AWS sends them are untouched.
+    assert_eq!(
+        interpret(403, &error_xml("SignatureDoesNotMatch")),
+        Diagnosis::Rejected {
+            code: "SignatureDoesNotMatch".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn diagnose_cleans_and_caps_what_sts_answers() {
+    let creds = Credentials::new(ACCESS_KEY, SECRET, None, None);
+    let code = format!("Bad\n\u{1b}]0;title\u{7}{}", "x".repeat(500));
+    let (endpoint, _, server) = sts_server(403, error_xml(&code)).await;
+    let Diagnosis::Rejected { code } = diagnose(&endpoint, &creds, DIAGNOSIS_TIMEOUT).await else {
+        panic!("expected Rejected");
+    };
+    server.abort();
+    assert!(!code.chars().any(char::is_control), "{code:?}");
+    assert!(code.chars().count() <= MAX_CODE_CHARS + 3, "{code:?}");
+    assert!(code.starts_with("Bad ]0;title"), "{code:?}");
+}
