@@ -192,6 +192,22 @@ impl Connector {
         Ok(conn)
     }
 
+    /// Without TLS, only addresses on this host may be dialled (see
+    /// [`ConnectError::Cleartext`]).
+    fn refuse_cleartext(
+        &self,
+        address: &HostPort,
+        addrs: &[std::net::SocketAddr],
+    ) -> Result<(), ConnectError> {
+        match addrs.iter().find(|a| !a.ip().to_canonical().is_loopback()) {
+            Some(remote) if self.tls.is_none() => Err(ConnectError::Cleartext {
+                address: address.clone(),
+                ip: remote.ip(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) async fn open(
         &self,
         address: &HostPort,
@@ -213,6 +229,7 @@ impl Connector {
             address: address.clone(),
             source: Arc::new(e),
         })?;
+        self.refuse_cleartext(address, &addrs)?;
         let deadline = tokio::time::Instant::now() + limit;
         let mut last_error = None;
         let mut tcp = None;
@@ -364,3 +381,6 @@ fn configure_socket(stream: &TcpStream) {
         tracing::debug!(error = %e, "could not set TCP keepalive");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -95,6 +95,19 @@ pub enum ConnectError {
         /// The member's `hello`, answered before it refused the authentication.
         hello: Option<Arc<HelloReply>>,
     },
+    /// TLS is off and the member's address is not on this host: MONGODB-AWS would send the
+    /// signed STS request and the session token in clear. The configuration allows TLS off for
+    /// loopback seeds only; this catches members that discovery added (a replica set's `hosts`)
+    /// and host names that resolve elsewhere.
+    #[error(
+        "{address}: refusing to connect without TLS to {ip}, which is not a loopback address          (MONGODB-AWS would send credentials in clear); add tls=true to MONGO_POOL_URI"
+    )]
+    Cleartext {
+        /// The member.
+        address: HostPort,
+        /// The address it resolved to.
+        ip: std::net::IpAddr,
+    },
     /// An earlier authentication failed and the backoff has not elapsed.
     #[error("authentication is backing off for {remaining:?} after: {last}")]
     Backoff {
