@@ -424,3 +424,41 @@ async fn an_exiting_instance_leaves_alone_a_socket_file_that_replaced_its_own() 
     .await
     .expect("the scenario finishes in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_path_served_by_another_process_is_refused_and_left_alone() {
+    tokio::time::timeout(LIMIT, async {
+        let sim = sim(&[]).await;
+        let dir = socket_dir().unwrap();
+        let socket = dir.path().join("mongo-pool.sock");
+        // Not a mongo-pool (no lock beside it), but alive: it accepts connections.
+        let other = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let inode = std::fs::symlink_metadata(&socket).unwrap().ino();
+
+        let mut pool = spawn_on(&sim, &socket);
+        let status = pool.wait_exit(Duration::from_secs(30)).await.unwrap();
+        let logs = pool.logs();
+        assert_eq!(status.code(), Some(2), "{status}\n{logs}");
+        assert!(
+            logs.contains(&format!(
+                "{} is in use by a running process",
+                socket.display()
+            )),
+            "{logs}"
+        );
+        assert_eq!(
+            std::fs::symlink_metadata(&socket).unwrap().ino(),
+            inode,
+            "the other process keeps its socket"
+        );
+        let _client = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        other.accept().expect("and its connections");
+        assert_eq!(
+            files_in(dir.path()),
+            vec!["mongo-pool.sock".to_owned()],
+            "no staging or lock file left behind"
+        );
+    })
+    .await
+    .expect("the scenario finishes in time");
+}
