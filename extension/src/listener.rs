@@ -3,13 +3,13 @@
 //! mode in place (bound under a random staging name, chmod-ed, then renamed into place, so no
 //! client can connect while the mode is still the umask's), in a directory no other user can
 //! write to (sidecars), guarded by a lock file so one instance serves a path, a stale file from
-//! a killed instance replaced, and a path held by a live process refused ([`socket_file`]).
-//! At most `MONGO_POOL_MAX_CLIENTS` downstream connections are served at once; at the cap the
-//! longest-idle one makes room, and when all are busy one more waits briefly, then gets a clear
-//! error ([`admission`]).
+//! a killed instance replaced, and a path held by a live process refused: see
+//! `listener/socket_file.rs`. At most `MONGO_POOL_MAX_CLIENTS` downstream connections are
+//! served at once; at the cap the longest-idle one makes room, and when all are busy one more
+//! waits briefly, then gets a clear error: see `listener/admission.rs`.
 
-pub mod admission;
-pub mod socket_file;
+mod admission;
+mod socket_file;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use admission::{Activity, OVER_CAP_WAIT, REFUSAL_LOG_INTERVAL};
+pub use admission::{Activity, Busy, OVER_CAP_WAIT, REFUSAL_LOG_INTERVAL};
 pub use socket_file::{DirectoryProblem, Host, Socket, bind};
 
 use crate::proxy::{DownstreamCounters, Proxy};

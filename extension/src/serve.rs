@@ -80,7 +80,7 @@ pub struct Running {
 
 /// Binds the socket (first, so it exists before anything else can fail slowly). A sidecar's
 /// socket directory must be private to mongo-pool's user; in Lambda the environment is the
-/// function's alone (see [`listener::socket_file`]).
+/// function's alone (see `listener/socket_file.rs`).
 ///
 /// # Errors
 /// [`ServeError::Listener`].

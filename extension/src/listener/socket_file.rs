@@ -78,7 +78,7 @@ impl std::fmt::Display for DirectoryProblem {
 ///
 /// # Errors
 /// [`DirectoryProblem`] when a sidecar's directory is not private to `uid`.
-pub fn judge_directory(
+pub(crate) fn judge_directory(
     owner: u32,
     mode: u32,
     uid: u32,
@@ -242,7 +242,7 @@ impl Socket {
 }
 
 /// A staging name beside `path` that nobody can guess: `.NAME.<random>.tmp`.
-pub fn staging_name(path: &Path) -> PathBuf {
+pub(crate) fn staging_name(path: &Path) -> PathBuf {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
