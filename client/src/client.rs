@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bson::{Document, RawDocumentBuf};
 
+use crate::connection::Peer;
 use crate::database::Database;
 use crate::error::{
     NO_WRITES_PERFORMED, RETRYABLE_WRITE_ERROR, Result, TRANSIENT_TRANSACTION_ERROR, check_reply,
@@ -18,6 +19,9 @@ use crate::session::{Applied, ClientSession, SessionPool};
 pub const SOCKET_ENV: &str = "MONGO_POOL_SOCKET";
 /// The socket path when [`SOCKET_ENV`] is unset.
 pub const DEFAULT_SOCKET: &str = "/tmp/mongo-pool.sock";
+/// The environment variable naming the uid mongo-pool runs as, when it is not this process's
+/// own (a sidecar running as another user): see [`ClientOptions::socket_uid`].
+pub const SOCKET_UID_ENV: &str = "MONGO_POOL_SOCKET_UID";
 
 /// How a [`Client`] reaches mongo-pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +34,14 @@ pub struct ClientOptions {
     pub max_connections: usize,
     /// How long an operation waits for a connection (default 10 s).
     pub checkout_timeout: Duration,
+    /// The uid the process serving the socket must run as, checked (`SO_PEERCRED`) on every
+    /// new connection before a byte is sent: anyone else who took the socket path gets
+    /// [`Error::SocketPeer`](crate::Error::SocketPeer). `None` (the default) means this
+    /// process's own uid, which is right in Lambda (the extension runs as the function's user)
+    /// and for a sidecar running as the application's user.
+    pub socket_uid: Option<u32>,
+    /// A [`SOCKET_UID_ENV`] value that is not a uid: connecting fails and says so.
+    invalid_socket_uid: Option<String>,
 }
 
 impl ClientOptions {
@@ -39,16 +51,27 @@ impl ClientOptions {
             socket_path: path.into(),
             max_connections: 8,
             checkout_timeout: Duration::from_secs(10),
+            socket_uid: None,
+            invalid_socket_uid: None,
         }
     }
 
-    /// Options from a variable lookup: [`SOCKET_ENV`], else [`DEFAULT_SOCKET`]. Tests pass a
-    /// closure; [`Client::from_env`] passes the process environment.
+    /// Options from a variable lookup: [`SOCKET_ENV`], else [`DEFAULT_SOCKET`], and
+    /// [`SOCKET_UID_ENV`]. Tests pass a closure; [`Client::from_env`] passes the process
+    /// environment. A [`SOCKET_UID_ENV`] that is not a whole number makes every connection
+    /// attempt fail with [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> ClientOptions {
         let path = lookup(SOCKET_ENV)
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| DEFAULT_SOCKET.to_owned());
-        ClientOptions::new(path)
+        let mut options = ClientOptions::new(path);
+        if let Some(uid) = lookup(SOCKET_UID_ENV).filter(|v| !v.is_empty()) {
+            match uid.trim().parse::<u32>() {
+                Ok(uid) => options.socket_uid = Some(uid),
+                Err(_) => options.invalid_socket_uid = Some(uid),
+            }
+        }
+        options
     }
 
     /// Sets [`ClientOptions::max_connections`].
@@ -63,6 +86,25 @@ impl ClientOptions {
     pub fn checkout_timeout(mut self, timeout: Duration) -> ClientOptions {
         self.checkout_timeout = timeout;
         self
+    }
+
+    /// Sets [`ClientOptions::socket_uid`]: mongo-pool runs as `uid`.
+    #[must_use]
+    pub fn socket_uid(mut self, uid: u32) -> ClientOptions {
+        self.socket_uid = Some(uid);
+        self.invalid_socket_uid = None;
+        self
+    }
+
+    /// Whom the socket's peer must be.
+    fn peer(&self) -> Peer {
+        if let Some(value) = &self.invalid_socket_uid {
+            return Peer::Invalid(value.clone());
+        }
+        Peer::Uid(
+            self.socket_uid
+                .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
+        )
     }
 }
 
@@ -132,7 +174,8 @@ impl Client {
         Client {
             inner: Arc::new(ClientInner {
                 pool: Arc::new(Pool::new(
-                    options.socket_path,
+                    options.socket_path.clone(),
+                    options.peer(),
                     options.max_connections,
                     options.checkout_timeout,
                 )),
@@ -152,6 +195,8 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::SocketMissing`] when nothing listens there (the layer is not attached);
+    /// [`Error::SocketPeer`] when the process serving it runs as another uid than expected
+    /// ([`ClientOptions::socket_uid`]);
     /// [`Error::Network`]/[`Error::Timeout`] when the handshake fails.
     pub async fn connect(path: impl AsRef<Path>) -> Result<Client> {
         Client::connect_with(ClientOptions::new(path.as_ref())).await

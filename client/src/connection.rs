@@ -58,6 +58,48 @@ impl Limits {
     }
 }
 
+/// Whom the process serving the socket must be, checked with `SO_PEERCRED` before the first
+/// byte is sent: a socket path someone else took must not see the handler's queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// A process running as this uid.
+    Uid(u32),
+    /// `MONGO_POOL_SOCKET_UID` was set to this, which is not a uid.
+    Invalid(String),
+}
+
+impl Peer {
+    /// Checks the peer of `stream`, connected to `path`.
+    fn check(&self, stream: &UnixStream, path: &Path) -> Result<()> {
+        let expected = match self {
+            Peer::Uid(uid) => *uid,
+            Peer::Invalid(value) => {
+                return Err(Error::InvalidArgument(format!(
+                    "{}={value:?} is not a uid (a whole number)",
+                    crate::client::SOCKET_UID_ENV
+                )));
+            }
+        };
+        let actual = stream
+            .peer_cred()
+            .map_err(|e| {
+                Error::network(format!(
+                    "reading the credentials of {}'s peer: {e}",
+                    path.display()
+                ))
+            })?
+            .uid();
+        if actual != expected {
+            return Err(Error::SocketPeer {
+                path: path.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Request ids are unique per process, which makes logs easy to correlate.
 static NEXT_REQUEST_ID: AtomicI32 = AtomicI32::new(1);
 
@@ -90,12 +132,12 @@ fn client_metadata() -> Document {
 }
 
 impl Connection {
-    /// Connects to `path` and runs the handshake.
+    /// Connects to `path`, checks that `peer` serves it, and runs the handshake.
     ///
     /// # Errors
-    /// [`Error::SocketMissing`] when nothing listens at `path`; [`Error::Network`] or
-    /// [`Error::Command`] when the handshake fails.
-    pub async fn establish(path: &Path, generation: u64) -> Result<Connection> {
+    /// [`Error::SocketMissing`] when nothing listens at `path`; [`Error::SocketPeer`] when
+    /// another uid serves it; [`Error::Network`] or [`Error::Command`] when the handshake fails.
+    pub async fn establish(path: &Path, peer: &Peer, generation: u64) -> Result<Connection> {
         let stream = UnixStream::connect(path)
             .await
             .map_err(|source| match source.kind() {
@@ -107,6 +149,7 @@ impl Connection {
                 }
                 _ => Error::network(format!("connecting to {}: {source}", path.display())),
             })?;
+        peer.check(&stream, path)?;
         let mut connection = Connection {
             framed: Framed::new(stream, MessageCodec::default()),
             limits: Limits::default(),
@@ -221,9 +264,10 @@ mod tests {
 
     #[tokio::test]
     async fn connecting_to_a_missing_socket_is_socket_missing() {
-        let err = Connection::establish(Path::new("/nonexistent/mongo-pool.sock"), 0)
-            .await
-            .unwrap_err();
+        let err =
+            Connection::establish(Path::new("/nonexistent/mongo-pool.sock"), &Peer::Uid(0), 0)
+                .await
+                .unwrap_err();
         assert!(matches!(err, Error::SocketMissing { .. }), "{err:?}");
     }
 }

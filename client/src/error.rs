@@ -37,6 +37,22 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The socket is served by a process running as another user than mongo-pool's: someone
+    /// may have taken the path. Nothing was sent to it.
+    #[error(
+        "the socket {path} is served by uid {actual}, not by uid {expected} that mongo-pool \
+         runs as: refusing to use it (another user may have taken the path; if mongo-pool runs \
+         as uid {actual} on purpose, set MONGO_POOL_SOCKET_UID={actual} or \
+         ClientOptions::socket_uid)"
+    )]
+    SocketPeer {
+        /// The socket path.
+        path: PathBuf,
+        /// The uid mongo-pool should run as.
+        expected: u32,
+        /// The uid of the process serving the socket.
+        actual: u32,
+    },
     /// The connection to mongo-pool failed or closed mid-request (e.g. the extension restarted).
     #[error("network error talking to mongo-pool: {message}")]
     Network {

@@ -50,7 +50,10 @@
 //! - a pool of up to [`ClientOptions::max_connections`] socket connections, which notices
 //!   when mongo-pool restarted and reconnects;
 //! - errors that keep the server's `code`, `codeName`, `errmsg` and labels, and a clear
-//!   [`Error::SocketMissing`] ("is the mongo-pool layer attached?").
+//!   [`Error::SocketMissing`] ("is the mongo-pool layer attached?");
+//! - a check of who serves the socket (`SO_PEERCRED`): a process running as another uid than
+//!   mongo-pool's ([`ClientOptions::socket_uid`], by default this process's own) gets
+//!   [`Error::SocketPeer`] and never a query.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -64,7 +67,7 @@ mod pool;
 mod session;
 mod transaction;
 
-pub use client::{Client, ClientOptions, DEFAULT_SOCKET, SOCKET_ENV};
+pub use client::{Client, ClientOptions, DEFAULT_SOCKET, SOCKET_ENV, SOCKET_UID_ENV};
 pub use collection::Collection;
 pub use cursor::Cursor;
 pub use database::Database;

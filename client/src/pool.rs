@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::connection::{Connection, Limits};
+use crate::connection::{Connection, Limits, Peer};
 use crate::error::{Error, Result};
 
 /// The pool's shared state.
 #[derive(Debug)]
 pub(crate) struct Pool {
     path: PathBuf,
+    /// Whom the socket's peer must be.
+    peer: Peer,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
     generation: AtomicU64,
@@ -29,9 +31,15 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub fn new(path: PathBuf, max_connections: usize, checkout_timeout: Duration) -> Pool {
+    pub fn new(
+        path: PathBuf,
+        peer: Peer,
+        max_connections: usize,
+        checkout_timeout: Duration,
+    ) -> Pool {
         Pool {
             path,
+            peer,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(max_connections.max(1))),
             generation: AtomicU64::new(0),
@@ -86,7 +94,7 @@ impl Pool {
         }
         let connection = tokio::time::timeout(
             self.checkout_timeout,
-            Connection::establish(&self.path, generation),
+            Connection::establish(&self.path, &self.peer, generation),
         )
         .await
         .map_err(|_| Error::Timeout(self.checkout_timeout))??;

@@ -50,6 +50,10 @@ pub const ENV_PREWARM: &str = "MONGO_POOL_PREWARM";
 /// `true` or `false`.
 pub const ENV_INIT_FAIL_FAST: &str = "MONGO_POOL_INIT_FAIL_FAST";
 
+/// Read by `mongo-pool-client`, not by mongo-pool: the uid the socket's server must run as. Known
+/// here so that a function setting it does not trip the unknown-variable check.
+pub const ENV_SOCKET_UID: &str = "MONGO_POOL_SOCKET_UID";
+
 /// Every `MONGO_POOL_*` variable mongo-pool knows; anything else with the prefix is a typo.
 pub const KNOWN_VARS: &[&str] = &[
     ENV_URI,
@@ -62,6 +66,7 @@ pub const KNOWN_VARS: &[&str] = &[
     ENV_MAX_CLIENTS,
     ENV_PREWARM,
     ENV_INIT_FAIL_FAST,
+    ENV_SOCKET_UID,
 ];
 
 /// Set by Lambda: host:port of the Runtime and Extensions APIs.

@@ -1,13 +1,17 @@
 //! The Unix socket the function's driver connects to. Bound before anything else happens (in
 //! Lambda, before registering, so it exists when the function starts), created with its final
-//! mode in place (bound under a temporary name, chmod-ed, then renamed over the path, so no
-//! client can connect while the mode is still the umask's), a stale file from a killed instance
-//! is replaced, and a path held by a live process is refused. At most
-//! `MONGO_POOL_MAX_CLIENTS` downstream connections are served at once; one more waits briefly,
-//! then gets a clear error.
+//! mode in place (bound under a random staging name, chmod-ed, then renamed into place, so no
+//! client can connect while the mode is still the umask's), in a directory no other user can
+//! write to (sidecars), guarded by a lock file so one instance serves a path, a stale file from
+//! a killed instance replaced, and a path held by a live process refused: see
+//! `listener/socket_file.rs`. At most `MONGO_POOL_MAX_CLIENTS` downstream connections are
+//! served at once; at the cap the longest-idle one makes room, and when all are busy one more
+//! waits briefly, then gets a clear error: see `listener/admission.rs`.
 
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+mod admission;
+mod socket_file;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,21 +19,44 @@ use bson::{RawDocumentBuf, doc};
 use futures_util::{SinkExt, StreamExt};
 use mongo_pool_wire::codec::MessageCodec;
 use mongo_pool_wire::{OpCode, OpMsgBuilder, OpReplyBuilder};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use admission::{Activity, Busy, OVER_CAP_WAIT, REFUSAL_LOG_INTERVAL};
+pub use socket_file::{DirectoryProblem, Host, Socket, bind};
+
 use crate::proxy::{DownstreamCounters, Proxy};
 use crate::session;
-
-/// How long a connection over the cap waits for a slot before it is refused.
-pub const OVER_CAP_WAIT: Duration = Duration::from_secs(2);
+use admission::Admission;
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
+    /// The socket's directory could let another user take the path (sidecars).
+    #[error(
+        "the socket directory {dir} is not private to mongo-pool: {problem}; use a directory \
+         owned by mongo-pool's user and writable by it alone (e.g. `install -d -m 0700 DIR`, or a \
+         volume shared only by the application and mongo-pool) and set MONGO_POOL_SOCKET=DIR/mongo-pool.sock"
+    )]
+    SharedDirectory {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong with it.
+        problem: DirectoryProblem,
+    },
+    /// Another mongo-pool holds the lock beside the path.
+    #[error(
+        "another mongo-pool is serving {socket} (it holds {lock}); stop it or set \
+         MONGO_POOL_SOCKET to another path"
+    )]
+    Locked {
+        /// The socket path.
+        socket: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// Another live process serves the path.
     #[error(
         "{0} is in use by a running process (another mongo-pool?); stop it or set MONGO_POOL_SOCKET to another path"
@@ -49,66 +76,6 @@ pub enum ListenerError {
     },
 }
 
-/// The bound socket; the file is removed when it is dropped.
-#[derive(Debug)]
-pub struct Socket {
-    listener: UnixListener,
-    path: PathBuf,
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Socket {
-    /// The path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// Binds the socket at `path` with file mode `mode`. Must run inside a tokio runtime.
-///
-/// # Errors
-/// [`ListenerError::InUse`], [`ListenerError::NotASocket`], [`ListenerError::Io`].
-pub fn bind(path: &Path, mode: u32) -> Result<Socket, ListenerError> {
-    let io = |source| ListenerError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(ListenerError::InUse(path.to_owned()));
-            }
-            tracing::info!(path = %path.display(), "replacing a stale socket file");
-            std::fs::remove_file(path).map_err(io)?;
-        }
-        Ok(_) => return Err(ListenerError::NotASocket(path.to_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let staging = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&staging);
-    let listener = UnixListener::bind(&staging).map_err(io)?;
-    let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))
-        .and_then(|()| std::fs::rename(&staging, path));
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&staging);
-        return Err(io(e));
-    }
-    Ok(Socket {
-        listener,
-        path: path.to_owned(),
-    })
-}
-
 /// Accepts downstream connections until `shutdown`, one task per connection (tracked by
 /// `tracker`), at most `max_clients` at once.
 pub async fn run(
@@ -118,7 +85,7 @@ pub async fn run(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(max_clients.max(1)));
+    let admission = Admission::new(max_clients);
     loop {
         let stream = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -132,28 +99,24 @@ pub async fn run(
             },
         };
         let proxy = Arc::clone(&proxy);
-        let slots = Arc::clone(&slots);
+        let admission = Arc::clone(&admission);
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            let slot = match Arc::clone(&slots).try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => match tokio::time::timeout(OVER_CAP_WAIT, slots.acquire_owned()).await {
-                    Ok(Ok(slot)) => slot,
-                    _ => {
-                        DownstreamCounters::add(&proxy.downstream.refused);
-                        refuse(stream, max_clients).await;
-                        return;
-                    }
-                },
+            let Some(admitted) = admission.admit(&shutdown).await else {
+                DownstreamCounters::add(&proxy.downstream.refused);
+                admission.log_refusal();
+                refuse(stream, admission.max_clients()).await;
+                return;
             };
             DownstreamCounters::add(&proxy.downstream.total);
             DownstreamCounters::add(&proxy.downstream.current);
-            session::run(Arc::clone(&proxy), stream, shutdown).await;
+            let closed = admitted.activity.closed().clone();
+            session::run(Arc::clone(&proxy), stream, closed, &admitted.activity).await;
             proxy
                 .downstream
                 .current
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            drop(slot);
+            drop(admitted);
         });
     }
     drop(socket);
@@ -161,10 +124,6 @@ pub async fn run(
 
 /// Answers the first request of a connection over the cap with an error, then closes it.
 async fn refuse(stream: UnixStream, max_clients: usize) {
-    tracing::warn!(
-        max_clients,
-        "refusing a downstream connection: MONGO_POOL_MAX_CLIENTS are open"
-    );
     let mut framed = Framed::new(stream, MessageCodec::default());
     let Ok(Some(Ok(request))) = tokio::time::timeout(Duration::from_secs(1), framed.next()).await
     else {
@@ -172,7 +131,7 @@ async fn refuse(stream: UnixStream, max_clients: usize) {
     };
     let body = doc! {
         "ok": 0.0,
-        "errmsg": format!("mongo-pool is serving MONGO_POOL_MAX_CLIENTS={max_clients} connections already; close idle clients (one MongoClient per process) or raise the limit"),
+        "errmsg": format!("mongo-pool is serving MONGO_POOL_MAX_CLIENTS={max_clients} connections already, each with a request in flight; use one MongoClient per process or raise the limit"),
         "code": 6,
         "codeName": "HostUnreachable",
     };

@@ -11,9 +11,9 @@ use mongo_pool_wire::inspect::ReadPreferenceMode;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, RunMode};
 use crate::freeze::FreezeDetector;
-use crate::listener::{self, ListenerError, Socket};
+use crate::listener::{self, Host, ListenerError, Socket};
 use crate::metrics::{Metrics, Snapshot};
 use crate::proxy::{Proxy, ProxyOptions};
 use crate::topology::{Topology, TopologyError};
@@ -78,14 +78,21 @@ pub struct Running {
     background: CancellationToken,
 }
 
-/// Binds the socket (first, so it exists before anything else can fail slowly).
+/// Binds the socket (first, so it exists before anything else can fail slowly). A sidecar's
+/// socket directory must be private to mongo-pool's user; in Lambda the environment is the
+/// function's alone (see `listener/socket_file.rs`).
 ///
 /// # Errors
 /// [`ServeError::Listener`].
 pub fn bind(config: &Config) -> Result<Socket, ServeError> {
+    let host = match config.run_mode {
+        RunMode::Lambda { .. } => Host::Lambda,
+        RunMode::Sidecar => Host::Sidecar,
+    };
     Ok(listener::bind(
         &config.socket_path,
         config.socket_mode.bits(),
+        host,
     )?)
 }
 

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::handshake;
+use crate::listener::Activity;
 use crate::pool::CheckoutError;
 use crate::proxy::{DownstreamCounters, Proxy};
 use crate::route::{Request, Target};
@@ -58,8 +59,14 @@ enum Close {
 }
 
 /// Serves one downstream connection until the driver closes it, it breaks the protocol, or
-/// `shutdown` fires between requests (a request in flight is finished first).
-pub async fn run(proxy: Arc<Proxy>, stream: UnixStream, shutdown: CancellationToken) {
+/// `shutdown` fires between requests (a request in flight is finished first). Each request is
+/// marked on `activity` while in flight, so the listener never closes a busy connection.
+pub async fn run(
+    proxy: Arc<Proxy>,
+    stream: UnixStream,
+    shutdown: CancellationToken,
+    activity: &Activity,
+) {
     let connection_id = proxy.next_connection_id();
     let span = tracing::debug_span!("session", connection_id);
     async move {
@@ -92,6 +99,7 @@ pub async fn run(proxy: Arc<Proxy>, stream: UnixStream, shutdown: CancellationTo
                 }
             };
             partial_since = None;
+            let _busy = activity.busy();
             let frame = match next {
                 None => break,
                 Some(Ok(frame)) => frame,

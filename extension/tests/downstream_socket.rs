@@ -1,8 +1,10 @@
 //! The socket mongo-pool serves: created with mode 0600 (or `MONGO_POOL_SOCKET_MODE`) and
 //! owned by the process user; a stale file (a listener that went away, a killed instance) is
-//! replaced at start; a path held by a live instance is refused; connections beyond
-//! `MONGO_POOL_MAX_CLIENTS` get a clear error after a brief wait; `mongo-pool health` tells a
-//! running instance from a missing one.
+//! replaced at start; a path held by a live instance is refused; a sidecar refuses a directory
+//! other users could write to (Lambda accepts it); of two instances started at once on one
+//! path exactly one serves; an exiting instance removes only its own socket file;
+//! `mongo-pool health` tells a running instance from a missing one. (The client cap:
+//! `downstream_admission.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod downstream_support {
@@ -10,11 +12,14 @@ mod downstream_support {
 }
 
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use bson::doc;
-use downstream_support::rig::{AWS_ENV, Raw, client, pool, pool_stats, sim, uri_with};
-use mongo_pool::listener::OVER_CAP_WAIT;
+use downstream_support::rig::{AWS_ENV, client, pool, sim, uri_with};
+use mongo_pool::config::{Config, ENV_LAMBDA_RUNTIME_API, ENV_SOCKET, ENV_URI};
+use mongo_pool::listener::ListenerError;
+use mongo_pool::serve::ServeError;
 use mongo_pool_testkit::pool_process::{MongoPool, health, socket_dir};
 use mongo_pool_testkit::process::Signal;
 
@@ -193,70 +198,6 @@ async fn a_socket_held_by_a_live_mongo_pool_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_over_mongo_pool_max_clients_gets_an_error_after_a_brief_wait() {
-    tokio::time::timeout(LIMIT, async {
-        let sim = sim(&[]).await;
-        let pool = pool(&sim, "", &[("MONGO_POOL_MAX_CLIENTS", "2")]).await;
-        let hello = doc! { "hello": 1, "$db": "admin" };
-
-        // Two connections served: each has had a reply, so each holds a slot.
-        let mut first = Raw::connect(&pool).await;
-        let mut second = Raw::connect(&pool).await;
-        for raw in [&mut first, &mut second] {
-            let reply = raw.command(&hello).await.unwrap();
-            assert_eq!(reply.get_f64("ok").unwrap(), 1.0, "{reply}");
-        }
-
-        // A third waits briefly, then its first request gets a clear error.
-        let started = Instant::now();
-        let mut third = Raw::connect(&pool).await;
-        let reply = third.command(&hello).await.unwrap();
-        let waited = started.elapsed();
-        assert_eq!(reply.get_f64("ok").unwrap(), 0.0, "{reply}");
-        let errmsg = reply.get_str("errmsg").unwrap();
-        assert!(errmsg.contains("MONGO_POOL_MAX_CLIENTS"), "{errmsg}");
-        assert!(
-            waited >= OVER_CAP_WAIT.saturating_sub(Duration::from_millis(100)),
-            "refused after {waited:?}, before the brief wait ({OVER_CAP_WAIT:?})"
-        );
-        let after = third.command(&hello).await;
-        assert!(
-            after.is_err(),
-            "the refused connection is closed: {after:?}"
-        );
-
-        // The slots still work, and a freed slot serves a new connection.
-        let reply = second
-            .command(&doc! { "ping": 1, "$db": "admin" })
-            .await
-            .unwrap();
-        assert_eq!(reply.get_f64("ok").unwrap(), 1.0, "{reply}");
-        drop(first);
-        let mut fourth = Raw::connect(&pool).await;
-        let reply = fourth.command(&hello).await.unwrap();
-        assert_eq!(reply.get_f64("ok").unwrap(), 1.0, "{reply}");
-        drop(fourth);
-        drop(second);
-
-        let stats = pool_stats(&pool).await;
-        let refused = stats
-            .get_document("downstreamConnections")
-            .unwrap()
-            .get_i64("refused")
-            .unwrap();
-        assert_eq!(refused, 1, "{stats}");
-        assert!(
-            pool.logs().contains("MONGO_POOL_MAX_CLIENTS"),
-            "the refusal is logged:\n{}",
-            pool.logs()
-        );
-        assert!(pool.stop().await.unwrap().success());
-    })
-    .await
-    .expect("the scenario finishes in time");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_pool_health_exits_0_against_a_running_instance_and_1_against_a_missing_socket() {
     tokio::time::timeout(LIMIT, async {
         let sim = sim(&[]).await;
@@ -278,6 +219,245 @@ async fn mongo_pool_health_exits_0_against_a_running_instance_and_1_against_a_mi
         assert!(pool.stop().await.unwrap().success());
         let stopped = health(&path).await.unwrap();
         assert_eq!(stopped.status.code(), Some(1), "{}", stopped.output);
+    })
+    .await
+    .expect("the scenario finishes in time");
+}
+
+/// Spawns mongo-pool (sidecar) on `socket` without waiting for it.
+fn spawn_on(sim: &mongo_pool_testkit::process::AtlasSim, socket: &Path) -> MongoPool {
+    let mut env: Vec<(&str, &str)> = AWS_ENV.to_vec();
+    env.push(("MONGO_POOL_SOCKET", socket.to_str().unwrap()));
+    MongoPool::spawn(&uri_with(&sim.start.uri, ""), &env).unwrap()
+}
+
+/// The names of the files in `dir`.
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_refuses_a_socket_directory_that_group_or_others_can_write_to() {
+    tokio::time::timeout(LIMIT, async {
+        let sim = sim(&[]).await;
+        // 1777 is /tmp's own mode: sticky does not stop another user binding a free name.
+        for dir_mode in [0o1777, 0o777, 0o770] {
+            let dir = socket_dir().unwrap();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(dir_mode))
+                .unwrap();
+            let socket = dir.path().join("mongo-pool.sock");
+            let mut pool = spawn_on(&sim, &socket);
+            let status = pool.wait_exit(Duration::from_secs(30)).await.unwrap();
+            let logs = pool.logs();
+            assert_eq!(
+                status.code(),
+                Some(2),
+                "mode {dir_mode:o}: {status}\n{logs}"
+            );
+            let dir_name = dir.path().display().to_string();
+            assert!(
+                logs.contains(&format!("the socket directory {dir_name} is not private"))
+                    && logs.contains(&format!("{dir_mode:04o}"))
+                    && logs.contains("MONGO_POOL_SOCKET="),
+                "mode {dir_mode:o}: the reason, the mode and the fix:\n{logs}"
+            );
+            assert!(
+                std::fs::symlink_metadata(&socket).is_err(),
+                "mode {dir_mode:o}: no socket was created"
+            );
+            let left = files_in(dir.path());
+            assert!(
+                left.is_empty(),
+                "mode {dir_mode:o}: nothing created: {left:?}"
+            );
+        }
+    })
+    .await
+    .expect("the scenario finishes in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_refuses_a_socket_directory_owned_by_another_user() {
+    if own_uid() != 0 {
+        eprintln!("skipped: giving a directory to nobody needs root");
+        return;
+    }
+    tokio::time::timeout(LIMIT, async {
+        let sim = sim(&[]).await;
+        let dir = socket_dir().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+        let socket = dir.path().join("mongo-pool.sock");
+        let mut pool = spawn_on(&sim, &socket);
+        let status = pool.wait_exit(Duration::from_secs(30)).await.unwrap();
+        let logs = pool.logs();
+        assert_eq!(status.code(), Some(2), "{status}\n{logs}");
+        assert!(
+            logs.contains("owned by uid 65534, not by uid 0"),
+            "the owner and the uid mongo-pool runs as:\n{logs}"
+        );
+        assert!(std::fs::symlink_metadata(&socket).is_err());
+    })
+    .await
+    .expect("the scenario finishes in time");
+}
+
+#[tokio::test]
+async fn in_lambda_the_socket_may_sit_in_a_world_writable_sticky_directory_like_tmp() {
+    let dir = socket_dir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let socket = dir.path().join("mongo-pool.sock");
+    let socket_str = socket.to_str().unwrap().to_owned();
+    let config = |lambda: bool| {
+        Config::from_lookup(|name| match name {
+            ENV_URI => {
+                Some("mongodb+srv://cluster0.abcde.mongodb.net/?authMechanism=MONGODB-AWS".into())
+            }
+            ENV_SOCKET => Some(socket_str.clone()),
+            ENV_LAMBDA_RUNTIME_API if lambda => Some("127.0.0.1:9".into()),
+            _ => None,
+        })
+        .unwrap()
+    };
+
+    let sidecar = mongo_pool::serve::bind(&config(false)).unwrap_err();
+    assert!(
+        matches!(
+            sidecar,
+            ServeError::Listener(ListenerError::SharedDirectory { .. })
+        ),
+        "{sidecar}"
+    );
+    let lambda = mongo_pool::serve::bind(&config(true)).expect("Lambda's /tmp is the function's");
+    assert!(
+        std::fs::symlink_metadata(&socket)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+    assert_eq!(mode(&socket), 0o600);
+    drop(lambda);
+    assert!(std::fs::symlink_metadata(&socket).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_instances_started_at_once_on_one_path_exactly_one_serves() {
+    tokio::time::timeout(LIMIT, async {
+        let sim = sim(&[]).await;
+        for round in 0..3 {
+            let dir = socket_dir().unwrap();
+            let socket = dir.path().join("mongo-pool.sock");
+            let mut both = [spawn_on(&sim, &socket), spawn_on(&sim, &socket)];
+            // The loser fails at start; the winner runs until stopped.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let loser = loop {
+                if let Some(i) = (0..2).find(|&i| !both[i].is_running().unwrap()) {
+                    break i;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: neither instance exited: both serve {}?\n{}\n{}",
+                    socket.display(),
+                    both[0].logs(),
+                    both[1].logs()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let [a, b] = both;
+            let (mut loser, mut winner) = if loser == 0 { (a, b) } else { (b, a) };
+            let status = loser.wait_exit(Duration::from_secs(5)).await.unwrap();
+            let logs = loser.logs();
+            assert_eq!(status.code(), Some(2), "round {round}: {status}\n{logs}");
+            assert!(
+                logs.contains(&format!(
+                    "another mongo-pool is serving {}",
+                    socket.display()
+                )),
+                "round {round}: the loser says why:\n{logs}"
+            );
+            winner.wait_ready(Duration::from_secs(30)).await.unwrap();
+            assert!(
+                winner.is_running().unwrap(),
+                "round {round}: the winner serves"
+            );
+            // After the loser exited, the winner's socket is still there and serves.
+            let up = health(&socket).await.unwrap();
+            assert_eq!(up.status.code(), Some(0), "round {round}: {}", up.output);
+            assert!(winner.stop().await.unwrap().success());
+            assert!(
+                std::fs::symlink_metadata(&socket).is_err(),
+                "round {round}: the winner removed its socket at exit"
+            );
+            let left = files_in(dir.path());
+            assert!(
+                left.is_empty(),
+                "round {round}: no staging or lock file left behind: {left:?}"
+            );
+        }
+    })
+    .await
+    .expect("the scenario finishes in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exiting_instance_leaves_alone_a_socket_file_that_replaced_its_own() {
+    tokio::time::timeout(LIMIT, async {
+        let sim = sim(&[]).await;
+        let dir = socket_dir().unwrap();
+        let socket = dir.path().join("mongo-pool.sock");
+        let socket_str = socket.to_str().unwrap().to_owned();
+        let pool = pool(&sim, "", &[("MONGO_POOL_SOCKET", &socket_str)]).await;
+
+        // Someone else's socket now sits at the path.
+        std::fs::remove_file(&socket).unwrap();
+        let other = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let other_inode = std::fs::symlink_metadata(&socket).unwrap().ino();
+
+        assert!(pool.stop().await.unwrap().success());
+        let meta = std::fs::symlink_metadata(&socket).expect("the other socket is still there");
+        assert_eq!(meta.ino(), other_inode, "and it is the same file");
+        let _client = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        other.accept().expect("it still reaches its own listener");
+    })
+    .await
+    .expect("the scenario finishes in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_path_served_by_another_process_is_refused_and_left_alone() {
+    tokio::time::timeout(LIMIT, async {
+        let sim = sim(&[]).await;
+        let dir = socket_dir().unwrap();
+        let socket = dir.path().join("mongo-pool.sock");
+        // Not a mongo-pool (no lock beside it), but alive: it accepts connections.
+        let other = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let inode = std::fs::symlink_metadata(&socket).unwrap().ino();
+
+        let mut pool = spawn_on(&sim, &socket);
+        let status = pool.wait_exit(Duration::from_secs(30)).await.unwrap();
+        let logs = pool.logs();
+        assert_eq!(status.code(), Some(2), "{status}\n{logs}");
+        assert!(
+            logs.contains(&format!(
+                "{} is in use by a running process",
+                socket.display()
+            )),
+            "{logs}"
+        );
+        assert_eq!(
+            std::fs::symlink_metadata(&socket).unwrap().ino(),
+            inode,
+            "the other process keeps its socket"
+        );
+        let _client = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        other.accept().expect("and its connections");
+        assert_eq!(
+            files_in(dir.path()),
+            vec!["mongo-pool.sock".to_owned()],
+            "no staging or lock file left behind"
+        );
     })
     .await
     .expect("the scenario finishes in time");
