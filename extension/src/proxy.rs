@@ -77,12 +77,17 @@ pub fn default_buffer_budget(config: &Config) -> usize {
     }
 }
 
+/// Messages up to this size are read without waiting for the budget: every handshake and most
+/// commands, so small requests never queue behind large ones. Each connection holds at most one
+/// message, so they add at most `MONGO_POOL_MAX_CLIENTS` × 64 KiB (32 MiB at the default 512).
+pub const SMALL_MESSAGE: usize = 64 * 1024;
+
 /// The bytes of requests in flight that may be buffered at once, for every downstream
 /// connection together: a message's bytes are reserved as soon as its length is known, before
 /// its body is read, and released when its request is done. Beyond the budget, new reads wait.
 /// A message larger than the whole budget (a 48 MB message under a small one) waits until
 /// nothing else is buffered and is then read alone, so every message the protocol allows can
-/// still be served.
+/// still be served. Messages of at most [`SMALL_MESSAGE`] bytes do not wait.
 #[derive(Debug)]
 pub struct BufferBudget {
     bytes: Arc<Semaphore>,
@@ -111,18 +116,26 @@ impl BufferBudget {
         self.bytes.available_permits()
     }
 
-    /// Waits until `bytes` (at most the whole budget) can be reserved; the reservation lasts
-    /// until the returned permit drops. Cancel-safe: a cancelled wait reserves nothing.
-    pub async fn reserve(&self, bytes: usize) -> OwnedSemaphorePermit {
+    /// Waits until `bytes` (at most the whole budget) can be reserved, unless they are at most
+    /// [`SMALL_MESSAGE`]; the reservation lasts until it drops. Cancel-safe: a cancelled wait
+    /// reserves nothing.
+    pub async fn reserve(&self, bytes: usize) -> Reservation {
+        if bytes <= SMALL_MESSAGE {
+            return Reservation(None);
+        }
         let n = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.total);
         match Arc::clone(&self.bytes).acquire_many_owned(n).await {
-            Ok(permit) => permit,
+            Ok(permit) => Reservation(Some(permit)),
             // The semaphore is never closed; a closed one would be a bug, and waiting for ever
             // is the only answer that does not exceed the budget.
             Err(_) => std::future::pending().await,
         }
     }
 }
+
+/// Bytes of the [`BufferBudget`] held by one message until its request is done.
+#[derive(Debug)]
+pub struct Reservation(Option<OwnedSemaphorePermit>);
 
 /// The shared state.
 #[derive(Debug)]
@@ -171,23 +184,32 @@ mod tests {
 
     #[tokio::test]
     async fn reads_beyond_the_budget_wait_and_a_message_larger_than_it_is_read_alone() {
-        let budget = BufferBudget::new(100);
-        let first = budget.reserve(60).await;
-        assert_eq!(budget.available(), 40);
-        let waiting = tokio::time::timeout(Duration::from_millis(50), budget.reserve(60)).await;
-        assert!(
-            waiting.is_err(),
-            "60 more bytes do not fit while 60 are held"
+        const K: usize = SMALL_MESSAGE + 1;
+        let budget = BufferBudget::new(10 * K);
+        let first = budget.reserve(6 * K).await;
+        assert_eq!(budget.available(), 4 * K);
+        let waiting = tokio::time::timeout(Duration::from_millis(50), budget.reserve(6 * K)).await;
+        assert!(waiting.is_err(), "6 more do not fit while 6 are held");
+        assert_eq!(
+            budget.available(),
+            4 * K,
+            "a cancelled wait reserves nothing"
         );
-        assert_eq!(budget.available(), 40, "a cancelled wait reserves nothing");
+        // A small message does not wait, even while the whole budget is held.
+        let small = tokio::time::timeout(Duration::from_secs(5), async {
+            let _all = budget.reserve(4 * K).await;
+            budget.reserve(SMALL_MESSAGE).await
+        })
+        .await;
+        assert!(small.is_ok(), "a small message waited for the budget");
         drop(first);
-        let second = budget.reserve(60).await;
+        let second = budget.reserve(6 * K).await;
         drop(second);
         // Larger than the budget: it takes the whole budget, once nothing else holds any.
-        let whole = budget.reserve(1_000).await;
+        let whole = budget.reserve(100 * K).await;
         assert_eq!(budget.available(), 0);
         drop(whole);
-        assert_eq!(budget.available(), 100);
+        assert_eq!(budget.available(), 10 * K);
     }
 
     fn config(pairs: &[(&str, &str)]) -> Config {

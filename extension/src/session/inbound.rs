@@ -3,7 +3,7 @@
 //! The 16-byte header comes first: its length and op code are checked as soon as they arrive,
 //! so a claimed 2 GiB message or garbage is refused before anything is allocated for it. Then
 //! the message's bytes are reserved from the [`BufferBudget`] (waiting while other requests hold
-//! it), and only then is the body read. The reservation travels with the message and is released
+//! it; small messages do not wait), and only then is the body read. The reservation travels with the message and is released
 //! when its request is done.
 //!
 //! OP_COMPRESSED is refused at its header: mongo-pool offers no compression in its `hello`, so a
@@ -14,9 +14,8 @@ use std::time::Instant;
 use bytes::BytesMut;
 use mongo_pool_wire::{Frame, HEADER_LEN, Header, OpCode, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::proxy::BufferBudget;
+use crate::proxy::{BufferBudget, Reservation};
 
 /// Why no message came.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +44,7 @@ pub(super) enum ReadError {
 struct Body {
     bytes: BytesMut,
     length: usize,
-    permit: OwnedSemaphorePermit,
+    permit: Reservation,
 }
 
 /// The read side of a downstream connection.
@@ -91,7 +90,7 @@ impl<R: AsyncRead + Unpin> Inbound<R> {
     pub(super) async fn next(
         &mut self,
         budget: &BufferBudget,
-    ) -> Result<(Frame, OwnedSemaphorePermit), ReadError> {
+    ) -> Result<(Frame, Reservation), ReadError> {
         if self.body.is_none() {
             let length = self.read_header().await?;
             self.receiving_since = None;
@@ -198,7 +197,6 @@ mod tests {
         });
         let (frame, permit) = inbound.next(&budget).await.unwrap();
         assert_eq!(frame.as_bytes(), ping().as_slice());
-        assert_eq!(budget.available(), (1 << 20) - ping().len());
         drop(permit);
         let (second, _permit) = inbound.next(&budget).await.unwrap();
         assert_eq!(second.request_id(), 3);
@@ -209,20 +207,28 @@ mod tests {
         ));
     }
 
+    /// A ping padded past [`crate::proxy::SMALL_MESSAGE`].
+    fn large_ping() -> Vec<u8> {
+        let pad = "x".repeat(crate::proxy::SMALL_MESSAGE);
+        let body = bson::rawdoc! { "ping": 1, "$db": "admin", "pad": pad };
+        OpMsgBuilder::new(&body)
+            .build()
+            .unwrap()
+            .as_bytes()
+            .to_vec()
+    }
+
     #[tokio::test]
-    async fn a_message_waits_for_the_budget_before_its_body_is_read() {
-        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+    async fn a_large_message_waits_for_the_budget_before_its_body_is_read() {
+        let bytes = large_ping();
+        let (mut tx, rx) = tokio::io::duplex(bytes.len());
         let mut inbound = Inbound::new(rx, 1 << 20);
-        let bytes = ping();
         let budget = BufferBudget::new(bytes.len());
-        let held = budget.reserve(1).await;
+        let held = budget.reserve(crate::proxy::SMALL_MESSAGE + 1).await;
         tx.write_all(&bytes).await.unwrap();
         let waited =
             tokio::time::timeout(std::time::Duration::from_millis(50), inbound.next(&budget)).await;
-        assert!(
-            waited.is_err(),
-            "the whole budget but one byte is held elsewhere"
-        );
+        assert!(waited.is_err(), "most of the budget is held elsewhere");
         assert_eq!(
             inbound.partial_len(),
             HEADER_LEN,
