@@ -121,11 +121,13 @@ impl BufferBudget {
     /// reserves nothing.
     pub async fn reserve(&self, bytes: usize) -> Reservation {
         if bytes <= SMALL_MESSAGE {
-            return Reservation(None);
+            return Reservation { _permit: None };
         }
         let n = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.total);
         match Arc::clone(&self.bytes).acquire_many_owned(n).await {
-            Ok(permit) => Reservation(Some(permit)),
+            Ok(permit) => Reservation {
+                _permit: Some(permit),
+            },
             // The semaphore is never closed; a closed one would be a bug, and waiting for ever
             // is the only answer that does not exceed the budget.
             Err(_) => std::future::pending().await,
@@ -135,7 +137,9 @@ impl BufferBudget {
 
 /// Bytes of the [`BufferBudget`] held by one message until its request is done.
 #[derive(Debug)]
-pub struct Reservation(Option<OwnedSemaphorePermit>);
+pub struct Reservation {
+    _permit: Option<OwnedSemaphorePermit>,
+}
 
 /// The shared state.
 #[derive(Debug)]
