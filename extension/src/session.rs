@@ -111,6 +111,7 @@ pub async fn run(proxy: Arc<Proxy>, stream: UnixStream, shutdown: CancellationTo
                 // offered.
                 Err(e) => {
                     session.malformed(&e.to_string());
+                    inbound.discard_pending().await;
                     break;
                 }
             };

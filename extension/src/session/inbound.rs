@@ -17,6 +17,11 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::proxy::{BufferBudget, Reservation};
 
+/// How long [`Inbound::discard_pending`] reads before a connection closed as malformed.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_millis(50);
+/// How much it reads at most.
+const DISCARD_BYTES: usize = 1024 * 1024;
+
 /// Why no message came.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ReadError {
@@ -127,6 +132,23 @@ impl<R: AsyncRead + Unpin> Inbound<R> {
         let frame =
             Frame::from_bytes(bytes, self.max_message_size).map_err(ReadError::Malformed)?;
         Ok((frame, permit))
+    }
+
+    /// Reads and drops what the peer has already sent, for at most [`DISCARD_TIME`] and
+    /// [`DISCARD_BYTES`]: a socket closed with unread bytes resets the connection, and the peer
+    /// would read a reset instead of the end-of-file that says "closed on purpose".
+    pub(super) async fn discard_pending(&mut self) {
+        let mut scratch = [0u8; 8192];
+        let mut dropped = 0;
+        let drain = async {
+            while dropped < DISCARD_BYTES {
+                match self.stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => dropped += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
     }
 
     /// Reads the rest of the header, checking the length once it is there and the op code once
