@@ -67,7 +67,7 @@ lint: toolchain ## rustfmt check + clippy with warnings as errors + cargo deny (
 	done
 
 .PHONY: fuzz
-fuzz: ## run each fuzz target (wire: decode, inspect; extension: uri, route) for FUZZ_SECONDS (default 60)
+fuzz: ## run each fuzz target (wire: decode, inspect; extension: uri, route, request) for FUZZ_SECONDS (default 60)
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 .PHONY: soak
