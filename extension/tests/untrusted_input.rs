@@ -588,3 +588,51 @@ async fn op_compressed_from_a_driver_is_refused_before_it_is_inflated() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrongly_typed_routing_field_gets_an_error_reply_and_the_connection_stays_open() {
+    bounded(async {
+        let sim = sim(&[]).await;
+        let pool = pool(&sim, "", &[]).await;
+        let mut raw = Raw::connect(&pool).await;
+        let cases = [
+            (
+                rawdoc! { "find": "c", "$db": "app", "maxTimeMS": 1000.5 },
+                2,
+                "BadValue",
+            ),
+            (
+                rawdoc! { "find": "c", "$db": "app", "lsid": "x" },
+                14,
+                "TypeMismatch",
+            ),
+            (
+                rawdoc! { "find": "c", "$db": "app", "txnNumber": "1" },
+                14,
+                "TypeMismatch",
+            ),
+            (
+                rawdoc! { "find": "c", "$db": "app", "$readPreference": "primary" },
+                14,
+                "TypeMismatch",
+            ),
+            (
+                rawdoc! { "find": "c", "$db": "app", "$readPreference": { "mode": "fastest" } },
+                2,
+                "BadValue",
+            ),
+        ];
+        let forwarded = pool_stats(&pool).await.get_i64("forwarded").unwrap();
+        for (body, expected, name) in &cases {
+            let reply = send(&mut raw, body).await;
+            assert_eq!(code(&reply), *expected, "{body:?}: {reply}");
+            assert_eq!(reply.get_str("codeName").ok(), Some(*name), "{reply}");
+        }
+        let stats = pool_stats(&pool).await;
+        assert_eq!(stats.get_i64("forwarded").unwrap(), forwarded, "{stats}");
+        let ping = raw.command(&doc! { "ping": 1, "$db": "admin" }).await;
+        assert!(ping.is_ok(), "the connection stays open: {ping:?}");
+        assert!(pool.stop().await.unwrap().success());
+    })
+    .await;
+}
