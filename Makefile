@@ -81,7 +81,7 @@ lint: toolchain $(VENV)/.lint-tools ## rustfmt check + clippy with warnings as e
 	done
 
 .PHONY: fuzz
-fuzz: ## run each fuzz target (wire: decode, inspect; extension: uri, route) for FUZZ_SECONDS (default 60)
+fuzz: ## run each fuzz target (wire: decode, inspect; extension: uri, route, request) for FUZZ_SECONDS (default 60)
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 .PHONY: soak

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs each cargo-fuzz target for a bounded time: wire/fuzz (the wire decoder, the command
 # inspector) and extension/fuzz (the connection-string and configuration parser, the
-# downstream handshake and routing).
+# downstream handshake and routing, the whole request path with deep and oversized BSON).
 #
 #   scripts/fuzz.sh [SECONDS]     # SECONDS per target, default 60
 #   FUZZ_TARGETS="uri route" scripts/fuzz.sh 10    # only some targets
@@ -21,19 +21,19 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [[ "$seconds" -eq 0 ]]; then
 fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-targets=(${FUZZ_TARGETS:-decode inspect uri route})
+targets=(${FUZZ_TARGETS:-decode inspect uri route request})
 
 # The fuzz crate that holds a target.
 fuzz_dir_of() {
     case "$1" in
         decode | inspect) echo "$root/wire/fuzz" ;;
-        uri | route) echo "$root/extension/fuzz" ;;
+        uri | route | request) echo "$root/extension/fuzz" ;;
         *) return 1 ;;
     esac
 }
 for target in "${targets[@]}"; do
     if ! fuzz_dir_of "$target" >/dev/null; then
-        echo "unknown fuzz target: $target (known: decode inspect uri route)" >&2
+        echo "unknown fuzz target: $target (known: decode inspect uri route request)" >&2
         exit 2
     fi
 done

@@ -7,6 +7,11 @@
 //! after the server's 10-minute idle timeout, transactions after
 //! `transactionLifetimeLimitSeconds`), and so is the registry of logical sessions that SHUTDOWN
 //! ends with `endSessions`.
+//!
+//! A session id comes from the downstream, so only one shaped as drivers make it (`{id: UUID}`,
+//! [`SessionId`]) is kept: 16 bytes each, whatever a client sends. A session is remembered once
+//! the server accepted a command in it (an `ok: 1` reply); any other `lsid` is forwarded
+//! untouched and forgotten.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -14,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bson::{RawDocument, RawDocumentBuf};
+use bson::spec::BinarySubtype;
+use bson::{Binary, Document, RawBsonRef, RawDocument, doc};
 use mongo_pool_wire::WireError;
 use mongo_pool_wire::inspect::{Command, CommandKind, ReadPreferenceMode, Reply};
 
@@ -32,6 +38,39 @@ pub const MAX_CURSORS: usize = 100_000;
 pub const MAX_TRANSACTIONS: usize = 10_000;
 /// The most sessions remembered (one `endSessions` command's worth).
 pub const MAX_SESSIONS: usize = 10_000;
+/// The largest `lsid` looked at: a driver's `{id: UUID}` takes 30 bytes.
+pub const MAX_LSID_SIZE: usize = 100;
+
+/// A logical session id as drivers make them: `lsid: {id: <UUID, binary subtype 4>}`. Only these
+/// are remembered (for `endSessions` at SHUTDOWN, and transaction pins); they are copied out of
+/// the request as 16 bytes, so nothing a client sends in an `lsid` is kept or converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(pub [u8; 16]);
+
+impl SessionId {
+    /// The id of a driver-shaped `lsid`: at most [`MAX_LSID_SIZE`] bytes, one field `id`, a
+    /// 16-byte UUID. `None` for anything else.
+    pub fn from_lsid(lsid: &RawDocument) -> Option<SessionId> {
+        if lsid.as_bytes().len() > MAX_LSID_SIZE {
+            return None;
+        }
+        let mut fields = lsid.iter();
+        let id = match fields.next()? {
+            Ok((key, RawBsonRef::Binary(id)))
+                if key.as_str() == "id" && id.subtype == BinarySubtype::Uuid =>
+            {
+                <[u8; 16]>::try_from(id.bytes).ok()?
+            }
+            _ => return None,
+        };
+        fields.next().is_none().then_some(SessionId(id))
+    }
+
+    /// The `lsid` document, for `endSessions`.
+    pub fn to_document(self) -> Document {
+        doc! { "id": Binary { subtype: BinarySubtype::Uuid, bytes: self.0.to_vec() } }
+    }
+}
 
 /// What routing needs to know about a request, taken out of its body so the frame itself can
 /// be moved into the upstream round trip.
@@ -45,8 +84,8 @@ pub struct Request {
     pub get_more_cursor_id: Option<i64>,
     /// `killCursors`' cursor ids.
     pub kill_cursor_ids: Vec<i64>,
-    /// The logical session.
-    pub lsid: Option<RawDocumentBuf>,
+    /// The logical session, when its `lsid` is shaped as drivers make them.
+    pub lsid: Option<SessionId>,
     /// `txnNumber`.
     pub txn_number: Option<i64>,
     /// `startTransaction: true`.
@@ -75,7 +114,7 @@ impl Request {
             kind: command.kind,
             get_more_cursor_id: command.get_more_cursor_id,
             kill_cursor_ids,
-            lsid: command.lsid.map(ToOwned::to_owned),
+            lsid: command.lsid.and_then(SessionId::from_lsid),
             txn_number: command.txn_number,
             start_transaction: command.start_transaction,
             in_transaction: command.in_transaction()
@@ -190,8 +229,8 @@ struct TransactionPin {
 #[derive(Debug)]
 pub struct Router {
     cursors: Mutex<ExpiringMap<i64, HostPort>>,
-    transactions: Mutex<ExpiringMap<Box<[u8]>, TransactionPin>>,
-    sessions: Mutex<ExpiringMap<Box<[u8]>, ()>>,
+    transactions: Mutex<ExpiringMap<SessionId, TransactionPin>>,
+    sessions: Mutex<ExpiringMap<SessionId, ()>>,
     /// The deployment is a sharded cluster: transactions are pinned to their mongos. Until the
     /// topology knows (and on a replica set), they are not pinned.
     sharded: AtomicBool,
@@ -251,7 +290,7 @@ impl Router {
             if self.sharded()
                 && let (Some(lsid), Some(txn), false) =
                     (&request.lsid, request.txn_number, request.start_transaction)
-                && let Some(pin) = lock(&self.transactions).touch(lsid.as_bytes(), now)
+                && let Some(pin) = lock(&self.transactions).touch(lsid, now)
                 && pin.txn_number == txn
             {
                 return Target::Pinned(pin.address.clone());
@@ -267,9 +306,12 @@ impl Router {
     }
 
     /// Learns from a reply of `address` to `request`: cursors opened, exhausted or killed;
-    /// transactions started or finished.
+    /// transactions started or finished; the session, once the server accepted a command in it.
     pub fn learn(&self, request: &Request, reply: &Reply<'_>, address: &HostPort) {
         let now = Instant::now();
+        if let (Some(lsid), true) = (request.lsid, reply.ok) {
+            self.saw_session(lsid);
+        }
         match request.kind {
             CommandKind::KillCursors => {
                 let mut cursors = lock(&self.cursors);
@@ -297,10 +339,10 @@ impl Router {
             CommandKind::CommitTransaction | CommandKind::AbortTransaction => {
                 let mut transactions = lock(&self.transactions);
                 if transactions
-                    .touch(lsid.as_bytes(), now)
+                    .touch(lsid, now)
                     .is_some_and(|p| p.txn_number == txn)
                 {
-                    transactions.remove(lsid.as_bytes());
+                    transactions.remove(lsid);
                 }
             }
             _ if request.start_transaction && reply.ok && self.sharded() => {
@@ -308,39 +350,36 @@ impl Router {
                     txn_number: txn,
                     address: address.clone(),
                 };
-                lock(&self.transactions).insert(lsid.as_bytes().into(), pin, now);
+                lock(&self.transactions).insert(*lsid, pin, now);
             }
             _ if request.in_transaction && reply.code == Some(251) => {
-                lock(&self.transactions).remove(lsid.as_bytes());
+                lock(&self.transactions).remove(lsid);
             }
             _ => {}
         }
     }
 
     /// Remembers a session id so SHUTDOWN can end it.
-    pub fn saw_session(&self, lsid: &RawDocument) {
+    pub fn saw_session(&self, lsid: SessionId) {
         let now = Instant::now();
         let mut sessions = lock(&self.sessions);
-        if sessions.touch(lsid.as_bytes(), now).is_none() {
-            sessions.insert(lsid.as_bytes().into(), (), now);
+        if sessions.touch(&lsid, now).is_none() {
+            sessions.insert(lsid, (), now);
         }
     }
 
     /// Forgets sessions the driver ended itself (`endSessions` from the function).
-    pub fn ended_sessions(&self, ids: impl Iterator<Item = RawDocumentBuf>) {
+    pub fn ended_sessions(&self, ids: impl Iterator<Item = SessionId>) {
         let mut sessions = lock(&self.sessions);
         for id in ids {
-            sessions.remove(id.as_bytes());
+            sessions.remove(&id);
         }
     }
 
     /// The sessions seen and not yet ended or expired.
-    pub fn live_sessions(&self) -> Vec<RawDocumentBuf> {
+    pub fn live_sessions(&self) -> Vec<SessionId> {
         let now = Instant::now();
-        lock(&self.sessions)
-            .live(now)
-            .filter_map(|(k, ())| RawDocumentBuf::from_bytes(k.to_vec()).ok())
-            .collect()
+        lock(&self.sessions).live(now).map(|(id, ())| *id).collect()
     }
 
     /// (cursors, transactions, sessions) tracked now.

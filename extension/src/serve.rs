@@ -123,7 +123,9 @@ pub async fn start(
         server_selection_timeout: config.uri.server_selection_timeout,
         wait_queue_timeout: config.uri.wait_queue_timeout,
         max_time_margin: MAX_TIME_MARGIN,
+        buffer_budget: crate::proxy::default_buffer_budget(config),
     };
+    let buffer_budget_mib = options.buffer_budget / (1024 * 1024);
     let proxy = Proxy::new(topology, metrics, options);
     let tracker = TaskTracker::new();
     let sessions = CancellationToken::new();
@@ -135,7 +137,7 @@ pub async fn start(
         sessions.clone(),
         tracker.clone(),
     ));
-    tracing::info!(socket = %config.socket_path.display(), upstream = %config.uri.seeds, "mongo-pool is serving");
+    tracing::info!(socket = %config.socket_path.display(), upstream = %config.uri.seeds, buffer_budget_mib, "mongo-pool is serving");
     let uri = &config.uri;
     if !uri.unknown_options.is_empty() {
         tracing::warn!(
@@ -208,13 +210,11 @@ async fn end_sessions(proxy: &Proxy) -> usize {
     };
     let mut ended = 0;
     for batch in sessions.chunks(END_SESSIONS_BATCH) {
+        // Every id is a driver-shaped `{id: UUID}` rebuilt from 16 bytes (`route::SessionId`):
+        // nothing a client sent is converted here, and no id can fail the batch.
         let ids: Vec<Bson> = batch
             .iter()
-            .filter_map(|raw| {
-                bson::Document::try_from(raw.as_ref())
-                    .ok()
-                    .map(Bson::Document)
-            })
+            .map(|id| Bson::Document(id.to_document()))
             .collect();
         let count = ids.len();
         let limit = deadline.saturating_duration_since(Instant::now());
@@ -222,7 +222,13 @@ async fn end_sessions(proxy: &Proxy) -> usize {
             .command(&doc! { "endSessions": ids, "$db": "admin" }, limit)
             .await
         {
-            Ok(_) => ended += count,
+            Ok(reply) if crate::upstream::reply_ok(&reply) => ended += count,
+            Ok(reply) => {
+                tracing::debug!(
+                    errmsg = reply.get_str("errmsg").unwrap_or("no errmsg"),
+                    "endSessions refused"
+                );
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "endSessions failed");
                 break;

@@ -3,23 +3,32 @@
 //! forwarded verbatim over an exclusively checked-out upstream connection, one round trip per
 //! check-out, and the reply goes back with the driver's own `requestID` as `responseTo`.
 //!
-//! A malformed frame closes this connection only. An upstream network error mid-request marks
-//! the upstream connection broken, tells the topology, and closes this connection, so the
-//! driver sees a network error and applies its own retry rules. Failures of the proxy itself
-//! (no member in time, no pooled connection in time) are answered with a retryable error.
+//! Messages are read within the shared buffer budget ([`inbound`]). A malformed frame closes
+//! this connection only; so does OP_COMPRESSED, which mongo-pool never offers. A well-framed
+//! request whose BSON is invalid anywhere (every document, nested ones included, up to
+//! [`MAX_REQUEST_DEPTH`] levels) is answered with InvalidBSON (22) and goes nowhere, and a
+//! routing field of the wrong type with TypeMismatch (14) or BadValue (2): the connection stays
+//! open, and no upstream connection ever sees the request.
+//!
+//! An upstream connection that fails mid-request is discarded alone (it is broken; the member
+//! is re-checked but keeps its state and its pool, [`Failure::ConnectionLost`]), and this
+//! connection is closed, so the driver sees a network error and applies its own retry rules.
+//! Failures of the proxy itself (no member in time, no pooled connection in time) are answered
+//! with a retryable error.
+
+mod inbound;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{Document, RawDocumentBuf, doc};
-use futures_util::{SinkExt, StreamExt};
-use mongo_pool_wire::codec::MessageCodec;
 use mongo_pool_wire::inspect::{Command, CommandKind, ReadPreferenceMode, Reply};
+use mongo_pool_wire::validate::MAX_REQUEST_DEPTH;
 use mongo_pool_wire::{
     Frame, MAX_MESSAGE_SIZE, MsgFlags, OpCode, OpMsgBuilder, OpReplyBuilder, WireError,
 };
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::UnixStream;
-use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -27,7 +36,7 @@ use crate::handshake;
 use crate::listener::Activity;
 use crate::pool::CheckoutError;
 use crate::proxy::{DownstreamCounters, Proxy};
-use crate::route::{Request, Target};
+use crate::route::{Request, SessionId, Target};
 use crate::stats;
 use crate::topology::{Failure, STATE_CHANGE_CODES, SelectionError, TopologyKind};
 use crate::upstream::connection::BrokenReason;
@@ -70,59 +79,66 @@ pub async fn run(
     let connection_id = proxy.next_connection_id();
     let span = tracing::debug_span!("session", connection_id);
     async move {
-        let mut framed = Framed::new(stream, MessageCodec::new(MAX_MESSAGE_SIZE));
+        let (reader, mut writer) = stream.into_split();
+        let mut inbound = inbound::Inbound::new(reader, MAX_MESSAGE_SIZE);
+        let shared = Arc::clone(&proxy);
         let mut session = Session {
             proxy,
             connection_id,
             next_reply_id: 1,
         };
-        let mut partial_since: Option<Instant> = None;
+        // Set when `shutdown` fired while a message was arriving: that request is read, served
+        // and answered, then the connection closes.
+        let mut closing = false;
         loop {
             let next = tokio::select! {
-                () = shutdown.cancelled() => break,
-                next = framed.next() => next,
+                // Closed between requests: at once. A message that has started arriving is a
+                // request in flight (the driver has sent it): it is finished first, bounded by
+                // PARTIAL_MESSAGE_LIMIT like any other, so an eviction never cuts a request.
+                () = shutdown.cancelled(), if !closing => {
+                    if inbound.partial_len() == 0 {
+                        break;
+                    }
+                    closing = true;
+                    continue;
+                }
+                // Cancel-safe: bytes read so far stay in `inbound`.
+                next = inbound.next(&shared.budget) => next,
                 () = tokio::time::sleep(STALL_CHECK) => {
-                    // `framed.next()` is cancel-safe: bytes read so far stay in its buffer.
-                    if framed.read_buffer().is_empty() {
-                        partial_since = None;
-                        continue;
+                    let stalled = inbound
+                        .receiving_since()
+                        .is_some_and(|since| since.elapsed() >= PARTIAL_MESSAGE_LIMIT);
+                    if stalled {
+                        session.malformed(&format!(
+                            "{} bytes of a message and nothing more for {PARTIAL_MESSAGE_LIMIT:?}",
+                            inbound.partial_len()
+                        ));
+                        break;
                     }
-                    let since = *partial_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() < PARTIAL_MESSAGE_LIMIT {
-                        continue;
-                    }
-                    session.malformed(&format!(
-                        "{} bytes of a message and nothing more for {PARTIAL_MESSAGE_LIMIT:?}",
-                        framed.read_buffer().len()
-                    ));
-                    break;
+                    continue;
                 }
             };
-            partial_since = None;
-            let _busy = activity.busy();
-            let frame = match next {
-                None => break,
-                Some(Ok(frame)) => frame,
-                // The stream ended (or failed) with part of a message read: a truncated
-                // message, as malformed as any other.
-                Some(Err(WireError::Io(e))) if !framed.read_buffer().is_empty() => {
-                    session.malformed(&format!(
-                        "the connection ended in the middle of a message ({e})"
-                    ));
-                    break;
-                }
-                Some(Err(WireError::Io(e))) => {
+            // `_reservation` holds the request's bytes against the budget until it is done.
+            let (frame, _reservation) = match next {
+                Ok(next) => next,
+                Err(inbound::ReadError::Closed) => break,
+                Err(e @ inbound::ReadError::Io(_)) => {
                     tracing::debug!(error = %e, "downstream read failed");
                     break;
                 }
-                Some(Err(e)) => {
+                // A truncated message is as malformed as any other; OP_COMPRESSED was never
+                // offered.
+                Err(e) => {
                     session.malformed(&e.to_string());
+                    inbound.discard_pending().await;
                     break;
                 }
             };
+            // Busy until the reply is written: the listener never evicts this connection now.
+            let _busy = activity.busy();
             match session.handle(frame).await {
                 Action::Reply(reply) => {
-                    if let Err(e) = framed.send(reply).await {
+                    if let Err(e) = writer.write_all(reply.as_bytes()).await {
                         tracing::debug!(error = %e, "downstream write failed");
                         break;
                     }
@@ -139,6 +155,9 @@ pub async fn run(
                     );
                     break;
                 }
+            }
+            if closing {
+                break;
             }
         }
     }
@@ -211,12 +230,27 @@ impl Session {
         }
     }
 
+    /// A request refused before routing (invalid BSON, a wrongly typed field): an error reply,
+    /// nothing upstream, the connection stays open. A `moreToCome` request gets no reply.
+    fn reject(
+        &mut self,
+        code: i32,
+        code_name: &str,
+        errmsg: String,
+        request_id: i32,
+        more_to_come: bool,
+    ) -> Action {
+        DownstreamCounters::add(&self.proxy.downstream.rejected);
+        tracing::debug!(code, errmsg, "refusing a request");
+        if more_to_come {
+            return Action::Nothing;
+        }
+        let body = doc! { "ok": 0.0, "errmsg": errmsg, "code": code, "codeName": code_name };
+        self.msg(&body, request_id)
+    }
+
     async fn handle(&mut self, frame: Frame) -> Action {
         DownstreamCounters::add(&self.proxy.downstream.requests);
-        let frame = match frame.decompress(MAX_MESSAGE_SIZE) {
-            Ok(frame) => frame,
-            Err(e) => return malformed(e),
-        };
         match frame.op_code() {
             OpCode::Msg => self.handle_msg(frame).await,
             OpCode::Query => self.handle_query(&frame).await,
@@ -230,18 +264,28 @@ impl Session {
             Ok(q) => q,
             Err(e) => return malformed(e),
         };
-        let command = match Command::inspect(query.query) {
-            Ok(c) => c,
-            Err(e) => return malformed(e),
-        };
-        let body = if query.command_db().is_some() && command.kind == CommandKind::Hello {
-            handshake::reply(&self.proxy, &command, self.connection_id).await
-        } else {
-            doc! {
+        let checked = query
+            .validate(MAX_REQUEST_DEPTH)
+            .and_then(|()| Command::inspect(query.query));
+        let body = match checked {
+            Ok(command) if query.command_db().is_some() && command.kind == CommandKind::Hello => {
+                handshake::reply(&self.proxy, &command, self.connection_id).await
+            }
+            Ok(command) => doc! {
                 "ok": 0.0,
                 "errmsg": format!("Unsupported OP_QUERY command: {}. The client driver may require an upgrade.", command.name),
                 "code": 352,
                 "codeName": "UnsupportedOpQueryCommand",
+            },
+            Err(e) => {
+                let (code, code_name) = match &e {
+                    WireError::InvalidBson { .. } => (22, "InvalidBSON"),
+                    WireError::FieldType { .. } => (14, "TypeMismatch"),
+                    _ => return malformed(e),
+                };
+                DownstreamCounters::add(&self.proxy.downstream.rejected);
+                tracing::debug!(error = %e, "refusing an OP_QUERY");
+                doc! { "ok": 0.0, "errmsg": e.to_string(), "code": code, "codeName": code_name }
             }
         };
         let reply_id = self.reply_id();
@@ -262,18 +306,22 @@ impl Session {
 
     async fn handle_msg(&mut self, mut frame: Frame) -> Action {
         let request_id = frame.request_id();
-        // Parse once to validate everything (the checksum included) before editing the frame.
-        let flags = match frame.op_msg() {
-            Ok(msg) => msg.flags,
+        // Parse once to validate everything (the checksum, then every document) before
+        // editing the frame.
+        let (flags, invalid) = match frame.op_msg() {
+            Ok(msg) => (msg.flags, msg.validate(MAX_REQUEST_DEPTH).err()),
             Err(e) => return malformed(e),
         };
+        let more_to_come = flags.contains(MsgFlags::MORE_TO_COME);
+        if let Some(e) = invalid {
+            return self.reject(22, "InvalidBSON", e.to_string(), request_id, more_to_come);
+        }
         if let Err(e) = frame
             .strip_checksum()
             .and_then(|()| frame.clear_exhaust_allowed())
         {
             return malformed(e);
         }
-        let more_to_come = flags.contains(MsgFlags::MORE_TO_COME);
         let (request, local) = {
             let msg = match frame.op_msg() {
                 Ok(msg) => msg,
@@ -281,6 +329,16 @@ impl Session {
             };
             let command = match Command::inspect(msg.body) {
                 Ok(c) => c,
+                // As the server: `maxTimeMS` of the wrong kind is BadValue, any other field
+                // TypeMismatch.
+                Err(e @ WireError::FieldType { field, .. }) => {
+                    let (code, name) = if field == "maxTimeMS" {
+                        (2, "BadValue")
+                    } else {
+                        (14, "TypeMismatch")
+                    };
+                    return self.reject(code, name, e.to_string(), request_id, more_to_come);
+                }
                 Err(e) => return malformed(e),
             };
             let local = match command.kind {
@@ -329,7 +387,7 @@ impl Session {
     fn forget_sessions(&self, body: &bson::RawDocument) {
         if let Ok(Some(bson::RawBsonRef::Array(ids))) = body.get("endSessions") {
             let ids = ids.into_iter().filter_map(|id| match id {
-                Ok(bson::RawBsonRef::Document(d)) => Some(d.to_owned()),
+                Ok(bson::RawBsonRef::Document(d)) => SessionId::from_lsid(d),
                 _ => None,
             });
             self.proxy.router.ended_sessions(ids);
@@ -374,9 +432,6 @@ impl Session {
         more_to_come: bool,
     ) -> Action {
         let proxy = Arc::clone(&self.proxy);
-        if let Some(lsid) = &request.lsid {
-            proxy.router.saw_session(lsid);
-        }
         proxy
             .router
             .set_sharded(proxy.topology.kind() == TopologyKind::Sharded);
@@ -485,7 +540,9 @@ impl Session {
                 Ok(()) => Action::Nothing,
                 Err(e) => {
                     drop(conn);
-                    proxy.topology.report(&server.address, Failure::Network);
+                    proxy
+                        .topology
+                        .report(&server.address, Failure::ConnectionLost);
                     Action::Close(Close::Upstream(e.to_string()))
                 }
             };
@@ -498,8 +555,12 @@ impl Session {
         let mut reply = match conn.round_trip_within(frame, limit).await {
             Ok(reply) => reply,
             Err(e) => {
+                // That connection is broken and goes; the member keeps its state and its pool
+                // (a timeout included): one request must not clear the pool for everyone.
                 drop(conn);
-                proxy.topology.report(&server.address, Failure::Network);
+                proxy
+                    .topology
+                    .report(&server.address, Failure::ConnectionLost);
                 return Action::Close(Close::Upstream(e.to_string()));
             }
         };

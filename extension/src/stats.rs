@@ -59,6 +59,7 @@ pub fn reply(proxy: &Proxy) -> Document {
         "requests": count(d.requests.load(Ordering::Relaxed)),
         "forwarded": count(d.forwarded.load(Ordering::Relaxed)),
         "proxyErrors": count(d.errors.load(Ordering::Relaxed)),
+        "rejected": count(d.rejected.load(Ordering::Relaxed)),
         "pings": count(m.pings),
         "pingFailures": count(m.ping_failures),
         "freezes": count(m.freezes),

@@ -2,7 +2,9 @@
 //! its `hello`), which is primary, and how to pick one for a request. Follows server discovery
 //! and monitoring where it matters to a proxy: the primary is tracked by `electionId` and
 //! `setVersion`, stale primaries are ignored, members are learnt from `hosts`, and a member is
-//! re-checked at once after a network error or a state-change error code. There are no
+//! re-checked at once after a network error or a state-change error code. Only a failure to
+//! establish a connection, a failed check, or a shutdown code clears a member's pool: one
+//! connection lost mid-request is discarded alone. There are no
 //! monitoring sockets: every check is a `hello` on a pooled, authenticated connection.
 
 mod monitor;
@@ -75,8 +77,15 @@ pub enum TopologyError {
 /// An error a request met on a member, reported so the topology can react.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// The network failed: the member is unknown and its pool is cleared.
+    /// Establishing a connection failed (TCP, TLS or the `hello` handshake): the member is
+    /// unknown and its pool is cleared, as SDAM says.
     Network,
+    /// An established connection failed with a request in flight (closed, reset, or no reply
+    /// in time). The connection is discarded alone: a client can make the server close its
+    /// connection (bad input, a killed operation), and that must not clear the pool for
+    /// everyone nor cause a re-authentication. The member keeps its state and is checked again
+    /// at once; that check marks it unknown if it really is gone.
+    ConnectionLost,
     /// The member answered with a state-change code (not primary, recovering, shutting down).
     StateChange(i32),
 }

@@ -44,6 +44,13 @@ pub enum WireError {
         #[source]
         source: bson::error::Error,
     },
+    /// A BSON document is well framed but invalid inside (see [`crate::validate`]).
+    #[error("invalid BSON in {what}: {source}")]
+    InvalidBson {
+        what: &'static str,
+        #[source]
+        source: crate::validate::InvalidBson,
+    },
     /// A field of a command or reply has the wrong BSON type.
     #[error("field `{field}` should be {expected}")]
     FieldType {

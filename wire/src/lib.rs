@@ -5,7 +5,8 @@
 //! allocation, a known op code). A frame is parsed on demand into a typed view
 //! ([`OpMsg`], [`OpQuery`], [`OpReply`], [`OpCompressed`]) that borrows from its bytes, and the
 //! command or reply inside is read without copying by [`inspect::Command`] and
-//! [`inspect::Reply`]. Headers and flag bits are edited in place ([`Frame::set_request_id`],
+//! [`inspect::Reply`]. [`validate`] checks a whole document from an untrusted peer, nesting
+//! included, without recursion. Headers and flag bits are edited in place ([`Frame::set_request_id`],
 //! [`Frame::clear_exhaust_allowed`], [`Frame::strip_checksum`]) so a proxy forwards a body
 //! without re-encoding it.
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ mod op_msg;
 mod op_query;
 mod op_reply;
 mod reader;
+pub mod validate;
 
 pub use compressed::{Compressor, OpCompressed};
 pub use error::WireError;

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use crate::frame::Frame;
 use crate::header::{HEADER_LEN, Header, OpCode, check_length};
 use crate::reader::{Reader, put_i32};
+use crate::validate;
 use crate::{MAX_MESSAGE_SIZE, WireError};
 
 /// The OP_MSG flag word.
@@ -157,6 +158,27 @@ impl<'a> OpMsg<'a> {
             sequences,
             checksum,
         })
+    }
+
+    /// Validates every document the message carries, the body and each document of each
+    /// kind-1 section, nesting at most `max_depth` levels ([`crate::validate::document`]).
+    ///
+    /// # Errors
+    /// [`WireError::InvalidBson`] for the first invalid document.
+    pub fn validate(&self, max_depth: usize) -> Result<(), WireError> {
+        validate::document(self.body, max_depth).map_err(|source| WireError::InvalidBson {
+            what: "body section",
+            source,
+        })?;
+        for sequence in &self.sequences {
+            for doc in sequence.documents() {
+                validate::document(doc, max_depth).map_err(|source| WireError::InvalidBson {
+                    what: "document sequence",
+                    source,
+                })?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -334,5 +356,34 @@ mod tests {
         let msg = frame.op_msg().unwrap();
         let docs: Vec<&RawDocument> = msg.sequences[0].documents().collect();
         assert_eq!(docs, vec![a.as_ref(), b.as_ref()]);
+    }
+
+    #[test]
+    fn validate_checks_the_body_and_every_sequence_document() {
+        let good = bson::rawdoc! { "a": { "s": "x" } };
+        let body = bson::rawdoc! { "insert": "c", "$db": "d" };
+        let frame = OpMsgBuilder::new(&body)
+            .sequence("documents", vec![&good, &good])
+            .build()
+            .unwrap();
+        assert!(frame.op_msg().unwrap().validate(200).is_ok());
+        // The second sequence document's nested string loses its NUL.
+        let mut bytes = frame.as_bytes().to_vec();
+        let last_x = bytes.windows(2).rposition(|w| w == b"x\0").unwrap();
+        bytes[last_x + 1] = b'y';
+        let bad = Frame::from_bytes(BytesMut::from(&bytes[..]), MAX_MESSAGE_SIZE).unwrap();
+        let msg = bad.op_msg().unwrap();
+        assert!(matches!(
+            msg.validate(200),
+            Err(WireError::InvalidBson {
+                what: "document sequence",
+                ..
+            })
+        ));
+        // Nesting beyond the cap in the body.
+        let deep = bson::rawdoc! { "ping": 1, "x": { "y": { "z": {} } } };
+        let frame = OpMsgBuilder::new(&deep).build().unwrap();
+        assert!(frame.op_msg().unwrap().validate(4).is_ok());
+        assert!(frame.op_msg().unwrap().validate(3).is_err());
     }
 }

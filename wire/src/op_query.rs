@@ -58,6 +58,25 @@ impl<'a> OpQuery<'a> {
         })
     }
 
+    /// Validates the query and the selector, nesting at most `max_depth` levels
+    /// ([`crate::validate::document`]).
+    ///
+    /// # Errors
+    /// [`WireError::InvalidBson`] for the first invalid document.
+    pub fn validate(&self, max_depth: usize) -> Result<(), WireError> {
+        let checks = [
+            ("OP_QUERY query", Some(self.query)),
+            ("returnFieldsSelector", self.return_fields_selector),
+        ];
+        for (what, doc) in checks {
+            if let Some(doc) = doc {
+                crate::validate::document(doc, max_depth)
+                    .map_err(|source| WireError::InvalidBson { what, source })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The database of a command (`admin` for `admin.$cmd`), or `None` when the collection
     /// name is not `<db>.$cmd`.
     pub fn command_db(&self) -> Option<&'a str> {

@@ -20,10 +20,11 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use mongo_pool::config::HostPort;
 use mongo_pool::handshake;
-use mongo_pool::route::{Request, Router, Target};
+use mongo_pool::route::{Request, Router, SessionId, Target};
 use mongo_pool::upstream::handshake::{HelloReply, ServerKind};
 use mongo_pool_wire::codec::MessageCodec;
 use mongo_pool_wire::inspect::{Command, CommandKind, Reply};
+use mongo_pool_wire::validate::MAX_REQUEST_DEPTH;
 use mongo_pool_wire::{Frame, OpCode, OpMsgBuilder, OpReplyBuilder};
 use tokio_util::codec::Decoder;
 
@@ -41,8 +42,9 @@ fuzz_target!(|data: &[u8]| {
     while let Ok(Some(frame)) = codec.decode(&mut buf) {
         state.request(frame);
     }
-    for lsid in state.router.live_sessions() {
-        assert!(RawDocumentBuf::from_bytes(lsid.into_bytes()).is_ok());
+    for id in state.router.live_sessions() {
+        let lsid = RawDocumentBuf::try_from(&id.to_document()).expect("a session id is BSON");
+        assert_eq!(SessionId::from_lsid(&lsid), Some(id));
     }
 });
 
@@ -100,6 +102,10 @@ impl State {
                     Ok(msg) => msg,
                     Err(e) => panic!("a valid OP_MSG no longer parses after the edits: {e}"),
                 };
+                // As a session does: nothing invalid (or deeper than the cap) goes further.
+                if msg.validate(MAX_REQUEST_DEPTH).is_err() {
+                    return;
+                }
                 let Ok(command) = Command::inspect(msg.body) else {
                     return;
                 };
@@ -149,7 +155,7 @@ impl State {
         let Ok(request) = Request::from_command(command) else {
             return;
         };
-        if let Some(lsid) = &request.lsid {
+        if let Some(lsid) = request.lsid {
             self.router.saw_session(lsid);
         }
         let target = self.router.target(&request);

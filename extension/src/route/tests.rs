@@ -1,5 +1,5 @@
 use super::*;
-use bson::{Binary, rawdoc, spec::BinarySubtype};
+use bson::{Binary, RawDocumentBuf, rawdoc, spec::BinarySubtype};
 
 fn req(body: &RawDocument) -> Request {
     Request::from_command(&Command::inspect(body).unwrap()).unwrap()
@@ -122,12 +122,89 @@ fn entries_expire() {
 #[test]
 fn sessions_are_remembered_once_and_forgotten_when_ended() {
     let router = Router::default();
-    router.saw_session(&lsid(1));
-    router.saw_session(&lsid(1));
-    router.saw_session(&lsid(2));
+    router.saw_session(SessionId([1; 16]));
+    router.saw_session(SessionId([1; 16]));
+    router.saw_session(SessionId([2; 16]));
     assert_eq!(router.live_sessions().len(), 2);
-    router.ended_sessions(std::iter::once(lsid(1)));
-    assert_eq!(router.live_sessions(), vec![lsid(2)]);
+    router.ended_sessions(std::iter::once(SessionId([1; 16])));
+    assert_eq!(router.live_sessions(), vec![SessionId([2; 16])]);
+}
+
+fn ok() -> RawDocumentBuf {
+    rawdoc! { "ok": 1.0 }
+}
+
+fn find_in(session: RawDocumentBuf) -> RawDocumentBuf {
+    rawdoc! { "find": "c", "$db": "db", "lsid": session }
+}
+
+#[test]
+fn a_session_is_remembered_only_once_the_server_accepted_a_command_in_it() {
+    let router = Router::default();
+    let find = req(&find_in(lsid(1)));
+    let refused = rawdoc! { "ok": 0.0, "code": 2, "errmsg": "no" };
+    router.learn(&find, &Reply::inspect(&refused).unwrap(), &host(1));
+    assert!(router.live_sessions().is_empty());
+    router.learn(&find, &Reply::inspect(&ok()).unwrap(), &host(1));
+    assert_eq!(router.live_sessions(), vec![SessionId([1; 16])]);
+    assert_eq!(
+        SessionId::from_lsid(&RawDocumentBuf::try_from(&SessionId([1; 16]).to_document()).unwrap()),
+        Some(SessionId([1; 16])),
+        "endSessions gets the lsid back as the driver sent it"
+    );
+}
+
+/// `{a: {a: ... {} ...}}`, `levels` documents deep, built without recursion.
+fn nested(levels: usize) -> RawDocumentBuf {
+    let mut doc = vec![5u8, 0, 0, 0, 0];
+    for _ in 1..levels {
+        let len = u32::try_from(doc.len() + 8).unwrap();
+        let mut outer = len.to_le_bytes().to_vec();
+        outer.extend_from_slice(&[0x03, b'a', 0]);
+        outer.extend_from_slice(&doc);
+        outer.push(0);
+        doc = outer;
+    }
+    RawDocumentBuf::from_bytes(doc).unwrap()
+}
+
+#[test]
+fn an_lsid_not_shaped_like_a_drivers_is_forwarded_but_never_remembered() {
+    let uuid = |n: usize| Binary {
+        subtype: BinarySubtype::Uuid,
+        bytes: vec![9; n],
+    };
+    let huge = "x".repeat(16 * 1024 * 1024);
+    let odd: Vec<(&str, RawDocumentBuf)> = vec![
+        ("16 MB", rawdoc! { "id": uuid(16), "pad": huge.as_str() }),
+        ("10,000 levels", nested(10_000)),
+        ("a 15-byte UUID", rawdoc! { "id": uuid(15) }),
+        ("a 17-byte UUID", rawdoc! { "id": uuid(17) }),
+        ("a string id", rawdoc! { "id": "0123456789abcdef" }),
+        ("another field", rawdoc! { "id": uuid(16), "uid": 1 }),
+        ("another key", rawdoc! { "ID": uuid(16) }),
+        (
+            "a legacy UUID",
+            rawdoc! { "id": Binary { subtype: BinarySubtype::UuidOld, bytes: vec![9; 16] } },
+        ),
+        ("empty", rawdoc! {}),
+    ];
+    let router = Router::default();
+    for (case, session) in odd {
+        assert_eq!(SessionId::from_lsid(&session), None, "{case}");
+        let body = rawdoc! {
+            "insert": "c", "$db": "db", "lsid": session, "txnNumber": 1_i64,
+            "autocommit": false, "startTransaction": true,
+        };
+        let request = req(&body);
+        assert_eq!(request.lsid, None, "{case}");
+        router.learn(&request, &Reply::inspect(&ok()).unwrap(), &host(1));
+        let get_more =
+            rawdoc! { "getMore": 1_i64, "collection": "c", "$db": "db", "lsid": nested(50) };
+        router.learn(&req(&get_more), &Reply::inspect(&ok()).unwrap(), &host(1));
+    }
+    assert_eq!(router.sizes(), (0, 0, 0), "nothing was remembered");
+    assert!(router.live_sessions().is_empty());
 }
 
 #[test]

@@ -15,11 +15,17 @@ use crate::upstream::reply_ok;
 
 impl Topology {
     /// Reports what a request met on `address`, so the next request finds a working member.
-    pub fn report(&self, address: &HostPort, failure: Failure) {
+    pub fn report(self: &Arc<Self>, address: &HostPort, failure: Failure) {
         let Some(server) = self.server(address) else {
             return;
         };
+        if failure == Failure::ConnectionLost {
+            tracing::debug!(%address, "an upstream connection was lost mid-request: re-checking the member");
+            tokio::spawn(Arc::clone(self).check(server));
+            return;
+        }
         let clear = match failure {
+            Failure::ConnectionLost => false,
             Failure::Network => true,
             Failure::StateChange(code) => SHUTDOWN_CODES.contains(&code),
         };

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bson::{Document, RawDocumentBuf};
 use futures_util::{SinkExt, StreamExt};
 use mongo_pool_wire::codec::MessageCodec;
-use mongo_pool_wire::{Frame, MsgFlags, OpCode, OpMsgBuilder, WireError};
+use mongo_pool_wire::{Frame, MsgFlags, OpCode, OpMsgBuilder, WireError, validate};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -402,7 +402,14 @@ impl Connection {
             .build()
             .map_err(|e| protocol(&self.address, e))?;
         let reply = self.round_trip_within(frame, Some(limit)).await?;
+        // Checked whole, nesting bounded, before the recursive conversion.
         let parsed = reply.op_msg().and_then(|msg| {
+            validate::document(msg.body, validate::MAX_REQUEST_DEPTH).map_err(|source| {
+                WireError::InvalidBson {
+                    what: "reply",
+                    source,
+                }
+            })?;
             Document::try_from(msg.body).map_err(|e| WireError::Bson {
                 what: "reply",
                 source: e,
