@@ -13,6 +13,7 @@
 
 mod ca_file;
 mod error;
+mod help;
 pub mod logging;
 pub mod uri;
 
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 pub use ca_file::{CaCertificates, CaFileError, MAX_CA_FILE_SIZE};
 pub use error::ConfigError;
 pub(crate) use error::closest;
+pub use help::HELP;
 pub use uri::{HostPort, Seeds, UriError, UriOptions};
 
 /// Prefix shared by every mongo-pool environment variable.

@@ -13,14 +13,20 @@ use mongo_pool::upstream::connect::Connector;
 /// Lambda, served to the function over a Unix socket.
 ///
 /// Configuration comes from the environment: MONGO_POOL_URI (the Atlas connection string,
-/// required) and the other MONGO_POOL_* variables listed in the README; AWS credentials come
-/// from the standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, web
-/// identity, the ECS container endpoint, EC2 IMDSv2).
+/// required) and the other MONGO_POOL_* variables listed below; AWS credentials come from the
+/// standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, web identity, the
+/// ECS container endpoint, EC2 IMDSv2).
 ///
 /// Without a command it serves: as a Lambda extension when AWS_LAMBDA_RUNTIME_API is set (or
 /// MONGO_POOL_MODE=lambda), else as a sidecar daemon until SIGTERM.
 #[derive(Debug, Parser)]
-#[command(name = "mongo-pool", version, about, long_about)]
+#[command(
+    name = "mongo-pool",
+    version,
+    about,
+    long_about,
+    after_long_help = mongo_pool::config::HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -33,9 +39,9 @@ enum Command {
     /// Check a running mongo-pool through its socket (MONGO_POOL_SOCKET): send `ping` through
     /// it to Atlas and exit 0 if it answers ok, 1 otherwise. For container health checks.
     Health,
-    /// Check the configuration and the path to Atlas step by step (DNS, TCP, TLS, hello,
-    /// MONGODB-AWS, primary, ping, connectionStatus), printing each step with its time.
-    /// Exits 0 only if every step worked.
+    /// Check the configuration and the path to Atlas step by step (config, srv, connect: DNS,
+    /// TCP and TLS; hello, auth: MONGODB-AWS; topology, ping, connectionStatus), printing each
+    /// step with its time. Exits 0 only if every step worked.
     Check,
 }
 

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 mod error;
 mod options;
+#[cfg(test)]
+pub(crate) use options::POOL_OPTIONS;
 
 pub use error::UriError;
 

@@ -39,7 +39,7 @@ pub(super) const FUNCTION_OPTIONS: &[&str] = &[
 
 /// The options mongo-pool applies itself, as the specification spells them ([`RawOptions::add`]
 /// matches them case-insensitively).
-pub(super) const POOL_OPTIONS: &[&str] = &[
+pub(crate) const POOL_OPTIONS: &[&str] = &[
     "authMechanism",
     "authSource",
     "replicaSet",
