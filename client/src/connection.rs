@@ -228,7 +228,11 @@ impl Connection {
                 reply.response_to()
             )));
         }
-        let document = Document::try_from(reply.op_msg()?.body)?;
+        let body = reply.op_msg()?.body;
+        // Checked whole, depth included, before the (recursive) conversion.
+        mongo_pool_wire::validate::document(body, mongo_pool_wire::validate::MAX_REQUEST_DEPTH)
+            .map_err(|e| Error::UnexpectedReply(format!("the reply is not valid BSON: {e}")))?;
+        let document = Document::try_from(body)?;
         self.broken = false;
         Ok(document)
     }

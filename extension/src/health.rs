@@ -60,6 +60,13 @@ pub async fn ping(path: &Path, limit: Duration) -> Result<(), HealthError> {
             .op_msg()
             .map_err(|e| HealthError::Exchange(e.to_string()))
             .and_then(|m| {
+                // Whatever answers on the socket is not trusted yet: check the reply's BSON,
+                // depth included, before the (recursive) conversion.
+                mongo_pool_wire::validate::document(
+                    m.body,
+                    mongo_pool_wire::validate::MAX_REQUEST_DEPTH,
+                )
+                .map_err(|e| HealthError::Exchange(e.to_string()))?;
                 Document::try_from(m.body).map_err(|e| HealthError::Exchange(e.to_string()))
             })?;
         if crate::upstream::reply_ok(&body) {

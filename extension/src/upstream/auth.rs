@@ -128,8 +128,13 @@ impl ServerFirst {
     ///
     /// [`AuthError::ServerPayload`], [`AuthError::NonceMismatch`] or [`AuthError::StsHost`].
     pub fn parse(payload: &[u8], client_nonce: &[u8; CLIENT_NONCE_LEN]) -> Result<Self, AuthError> {
-        let doc = Document::from_reader(payload)
+        // Checked whole, depth included, before the (recursive) conversion.
+        let raw = bson::RawDocument::from_bytes(payload)
             .map_err(|_| AuthError::ServerPayload("not a BSON document"))?;
+        mongo_pool_wire::validate::document(raw, mongo_pool_wire::validate::MAX_REQUEST_DEPTH)
+            .map_err(|_| AuthError::ServerPayload("not a valid BSON document"))?;
+        let doc =
+            Document::try_from(raw).map_err(|_| AuthError::ServerPayload("not a BSON document"))?;
         let server_nonce = match doc.get("s") {
             Some(Bson::Binary(b)) if b.subtype == BinarySubtype::Generic => b.bytes.clone(),
             Some(_) => return Err(AuthError::ServerPayload("s is not generic binary data")),
