@@ -346,6 +346,10 @@ impl Session {
                     Some(handshake::reply(&self.proxy, &command, self.connection_id).await)
                 }
                 CommandKind::Auth => Some(handshake::auth_rejection()),
+                // The downstream connection has no user to log out (mongo-pool authenticates
+                // upstream), and forwarding would log a shared pooled connection out for every
+                // client: answered here, as mongod answers a connection with no user.
+                CommandKind::Logout => Some(doc! { "ok": 1.0 }),
                 _ if command.name == stats::COMMAND => Some(stats::reply(&self.proxy)),
                 _ => None,
             };

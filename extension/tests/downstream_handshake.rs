@@ -205,12 +205,37 @@ async fn handshakes() {
         assert_eq!(reply.get_str("errmsg").unwrap(), AUTH_REJECTION);
         assert!(AUTH_REJECTION.contains("remove credentials"));
     }
+    // `logout` is answered locally: the downstream connection has no user to log out, and a
+    // forwarded logout would log a pooled connection out for every client.
+    for _ in 0..3 {
+        let reply = raw
+            .command(&doc! { "logout": 1, "$db": "admin" })
+            .await
+            .unwrap();
+        assert_eq!(ok(&reply), 1.0, "{reply}");
+        let reply = raw
+            .command(&doc! { "find": "after_logout", "$db": "app" })
+            .await
+            .unwrap();
+        assert_eq!(
+            ok(&reply),
+            1.0,
+            "the pooled connection is still authenticated: {reply}"
+        );
+    }
     let reply = raw
         .command(&doc! { "ping": 1, "$db": "admin" })
         .await
         .unwrap();
     assert_eq!(ok(&reply), 1.0, "the connection stays usable: {reply}");
     let status = sim.status().await.unwrap();
+    let logouts: u64 = status["members"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|m| m["commands"]["logout"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(logouts, 0, "a logout reached Atlas: {status}");
     assert_eq!(
         status["auth"]["received"].as_u64().unwrap(),
         total_created(&status) - direct_connections,

@@ -14,6 +14,9 @@ pub enum CommandKind {
     Hello,
     /// `saslStart`, `saslContinue` or `authenticate`.
     Auth,
+    /// `logout`: a proxy that authenticates upstream must never let it reach a shared
+    /// connection.
+    Logout,
     /// `getMore`: must reach the server that owns the cursor.
     GetMore,
     /// `killCursors`: must reach the server that owns the cursors.
@@ -35,6 +38,7 @@ impl CommandKind {
         match name {
             "hello" | "isMaster" | "ismaster" => CommandKind::Hello,
             "saslStart" | "saslContinue" | "authenticate" => CommandKind::Auth,
+            "logout" => CommandKind::Logout,
             "getMore" => CommandKind::GetMore,
             "killCursors" => CommandKind::KillCursors,
             "commitTransaction" => CommandKind::CommitTransaction,

@@ -150,6 +150,8 @@ impl State {
                 sendable(&handshake::auth_rejection(), request_id);
                 return;
             }
+            // Answered locally with `{ok: 1}`: never routed.
+            CommandKind::Logout => return,
             _ => {}
         }
         let Ok(request) = Request::from_command(command) else {

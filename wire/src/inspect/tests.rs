@@ -32,6 +32,7 @@ fn command_name_is_the_first_key_and_kind_follows_it() {
         ("saslStart", CommandKind::Auth),
         ("saslContinue", CommandKind::Auth),
         ("authenticate", CommandKind::Auth),
+        ("logout", CommandKind::Logout),
         ("commitTransaction", CommandKind::CommitTransaction),
         ("abortTransaction", CommandKind::AbortTransaction),
         ("endSessions", CommandKind::EndSessions),
