@@ -112,7 +112,7 @@ async fn serve(config: Config) -> ExitCode {
         let socket = match mongo_pool::serve::bind(&config) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("mongo-pool: {e}");
+                tracing::error!(error = %e, "cannot start");
                 let _ = mongo_pool::lambda::report_init_error(
                     &runtime_api,
                     mongo_pool::lambda::CONFIG_INVALID,
@@ -133,16 +133,16 @@ async fn serve(config: Config) -> ExitCode {
     let socket = match mongo_pool::serve::bind(&config) {
         Ok(s) => s,
         Err(e) => {
+            // Once: logging is set up, so the line has the configured format (JSON in Lambda).
             tracing::error!(error = %e, "cannot start");
-            eprintln!("mongo-pool: {e}");
             return ExitCode::from(2);
         }
     };
     let running = match mongo_pool::serve::start(&config, socket, env_lookup).await {
         Ok(r) => r,
         Err(e) => {
+            // Once: logging is set up, so the line has the configured format (JSON in Lambda).
             tracing::error!(error = %e, "cannot start");
-            eprintln!("mongo-pool: {e}");
             return ExitCode::from(2);
         }
     };
