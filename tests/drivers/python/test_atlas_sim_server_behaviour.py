@@ -138,7 +138,9 @@ def scenario_max_time_ms_expiry(sim, make_client):
 def scenario_change_stream_across_stepdown_and_drop(sim, make_client):
     """A change stream sees every insert across a stepdown and a /drop-connections."""
     seen = []
-    with make_client() as c:
+    # After the dropped connections the driver finds the members again at its next heartbeat
+    # (10 s by default); a short one keeps the scenario well inside its bounds.
+    with make_client(heartbeatFrequencyMS=500) as c:
         coll = c.app.stream
         with coll.watch(max_await_time_ms=200) as stream:
             def next_event():
