@@ -174,3 +174,23 @@ impl Options {
         !self.no_tls || self.tls
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_member_tags;
+
+    #[test]
+    fn member_tags_are_key_value_pairs() {
+        assert_eq!(
+            parse_member_tags("nodeType:ELECTABLE,region:US_EAST_1"),
+            Ok(vec![
+                ("nodeType".to_owned(), "ELECTABLE".to_owned()),
+                ("region".to_owned(), "US_EAST_1".to_owned()),
+            ])
+        );
+        assert_eq!(parse_member_tags(""), Ok(Vec::new()));
+        for bad in ["nodeType", "nodeType:", ":ANALYTICS", "a:1,a:2", "a:1,"] {
+            assert!(parse_member_tags(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+}
