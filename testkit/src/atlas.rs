@@ -3,6 +3,7 @@
 //! HTTP control API. `run` starts every listener, prints the start line, and serves until the
 //! shutdown token fires.
 
+mod change_stream;
 pub mod cluster;
 mod commands;
 mod connection;
@@ -10,6 +11,7 @@ pub mod control;
 mod cursors;
 mod failpoint;
 mod handshake;
+mod operations;
 pub mod options;
 mod reply;
 mod sasl;
@@ -132,6 +134,23 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         Some(options.users.iter().cloned().collect())
     };
 
+    if options.member_tags.len() > usize::from(options.members) {
+        bail!(
+            "--member-tags is given {} times but there are {} members: give it once per member",
+            options.member_tags.len(),
+            options.members
+        );
+    }
+    if !options.member_tags.is_empty() && options.topology == TopologyKind::Sharded {
+        bail!("--member-tags tags replica-set members; a sharded cluster's mongos have no tags");
+    }
+    let member_tags = options
+        .member_tags
+        .iter()
+        .map(|spec| options::parse_member_tags(spec))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+
     let mut listeners = Vec::new();
     for i in 0..options.members {
         let port = if options.port == 0 {
@@ -171,6 +190,8 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
             connections_total: Default::default(),
             commands: Default::default(),
             cursors: Default::default(),
+            operations: Default::default(),
+            tags: member_tags.get(i).cloned().unwrap_or_default(),
         });
     }
 
@@ -208,6 +229,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> anyhow::Resul
         max_wire_version: options.max_wire_version,
         idle_disconnect: (options.idle_disconnect_ms > 0)
             .then(|| Duration::from_millis(options.idle_disconnect_ms)),
+        secondary_lag: Duration::from_millis(options.secondary_lag_ms),
     };
     let auth = AuthConfig {
         verifier,

@@ -177,6 +177,32 @@ impl Store {
     fn documents(&self, db: &str, coll: &str) -> &[Document] {
         self.collection(db, coll).map_or(&[], |c| c.docs.as_slice())
     }
+
+    /// The documents of collection `db.coll` in insertion order (empty if it does not exist),
+    /// for the server's change streams to compare before and after a write.
+    pub fn collection_documents(&self, db: &str, coll: &str) -> &[Document] {
+        self.documents(db, coll)
+    }
+}
+
+/// A parsed query filter, for matching documents outside a command (a change stream's
+/// `$match` stages).
+#[derive(Clone, Debug)]
+pub struct Matcher(filter::Filter);
+
+impl Matcher {
+    /// Parses a filter document.
+    ///
+    /// # Errors
+    /// `BadValue` (2) for unknown or malformed operators, as mongod.
+    pub fn parse(filter: &Document) -> Result<Self, CommandError> {
+        filter::Filter::parse(filter).map(Matcher)
+    }
+
+    /// True if `doc` satisfies the filter.
+    pub fn matches(&self, doc: &Document) -> bool {
+        self.0.matches(doc)
+    }
 }
 
 /// Checks a database name as mongod does.

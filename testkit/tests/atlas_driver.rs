@@ -622,3 +622,80 @@ async fn driver_does_crud_on_a_sharded_cluster_through_any_router() {
     drop(session);
     client.shutdown().await;
 }
+
+#[tokio::test]
+async fn driver_retries_a_commit_whose_reply_is_lost_and_it_is_stored_once() {
+    let sim = start_sim_with_principal(&[]).await;
+    let client = client(&sim).await;
+    let coll: Collection<Document> = client.database("app").collection("lost_commit");
+    coll.insert_one(doc! { "_id": "seed" }).await.unwrap();
+    let mut session = client.start_session().await.unwrap();
+    session.start_transaction().await.unwrap();
+    coll.insert_one(doc! { "_id": "once" })
+        .session(&mut session)
+        .await
+        .unwrap();
+    // The commit applies and the connection closes unanswered: the driver retries the commit
+    // (transactions spec, "Retrying commitTransaction"), and the server, which remembers the
+    // commit, answers ok.
+    sim.post(
+        "/failpoint",
+        Some(json!({
+            "configureFailPoint": "failCommand", "mode": { "times": 1 },
+            "data": { "failCommands": ["commitTransaction"], "closeConnectionAfterApply": true },
+        })),
+    )
+    .await
+    .unwrap();
+    session.commit_transaction().await.unwrap();
+    assert_eq!(
+        coll.count_documents(doc! { "_id": "once" }).await.unwrap(),
+        1
+    );
+    let primary = sim.start.primary.clone().unwrap();
+    let status = sim.status().await.unwrap();
+    assert_eq!(
+        status["members"][&primary]["commands"]["commitTransaction"], 2,
+        "the lost commit and its retry: {status}"
+    );
+    drop(session);
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn driver_change_stream_loses_no_event_across_a_stepdown_and_dropped_connections() {
+    use futures_util::StreamExt as _;
+
+    let sim = start_sim_with_principal(&[]).await;
+    let client = client(&sim).await;
+    let coll: Collection<Document> = client.database("app").collection("stream");
+    let mut stream = coll
+        .watch()
+        .max_await_time(Duration::from_millis(200))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for (id, fault) in [
+        (1, None),
+        (2, Some("/stepdown")),
+        (3, Some("/drop-connections")),
+    ] {
+        if let Some(path) = fault {
+            sim.post(path, None).await.unwrap();
+        }
+        coll.insert_one(doc! { "_id": id }).await.unwrap();
+        let event = tokio::time::timeout(wire_client::REPLY_TIMEOUT, stream.next())
+            .await
+            .expect("an event in time")
+            .expect("the stream goes on")
+            .unwrap();
+        assert_eq!(
+            event.operation_type,
+            mongodb::change_stream::event::OperationType::Insert
+        );
+        seen.push(event.document_key.unwrap().get_i32("_id").unwrap());
+    }
+    assert_eq!(seen, vec![1, 2, 3]);
+    drop(stream);
+    client.shutdown().await;
+}

@@ -892,6 +892,8 @@ async fn help_documents_every_option_of_the_command_line_contract() {
         "--control-port",
         "--srv",
         "--dns-port",
+        "--member-tags",
+        "--secondary-lag-ms",
     ] {
         assert!(help.contains(option), "--help lacks {option}");
     }
@@ -906,6 +908,10 @@ async fn help_documents_every_option_of_the_command_line_contract() {
     ] {
         assert!(help.contains(endpoint), "--help lacks {endpoint}");
     }
+    assert!(
+        help.contains("closeConnectionAfterApply"),
+        "--help lacks atlas-sim's own fail-point option"
+    );
 }
 
 #[tokio::test]

@@ -13,8 +13,10 @@ use bson::{Document, Timestamp, doc};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::change_stream::ChangeLog;
 use super::cursors::Cursors;
 use super::failpoint::FailPoint;
+use super::operations::Operations;
 use super::options::TopologyKind;
 use super::session::Sessions;
 use crate::aws_auth::Verifier;
@@ -49,6 +51,10 @@ pub struct Member {
     pub commands: Mutex<BTreeMap<String, u64>>,
     /// Cursors this member owns.
     pub cursors: Mutex<Cursors>,
+    /// Operations running now, and those killed because their client disconnected.
+    pub operations: Operations,
+    /// `key:value` tags reported in hello (`--member-tags`).
+    pub tags: Vec<(String, String)>,
 }
 
 impl Member {
@@ -115,6 +121,8 @@ pub struct Settings {
     pub max_wire_version: i32,
     /// Close connections idle this long.
     pub idle_disconnect: Option<Duration>,
+    /// How far the secondaries' reported `lastWriteDate` lags (`--secondary-lag-ms`).
+    pub secondary_lag: Duration,
 }
 
 /// Everything the members share.
@@ -126,6 +134,8 @@ pub struct Cluster {
     pub members: Vec<Member>,
     /// The shared document store.
     pub store: Mutex<Store>,
+    /// The changes applied to the store, for change streams.
+    pub changes: ChangeLog,
     /// Retryable-write results and open transactions.
     pub sessions: Mutex<Sessions>,
     /// The `failCommand` fail point, shared by all members.
@@ -156,6 +166,7 @@ impl Cluster {
             settings,
             members,
             store: Mutex::new(Store::new()),
+            changes: ChangeLog::default(),
             sessions: Mutex::new(Sessions::default()),
             failpoint: Mutex::new(None),
             auth,
@@ -193,6 +204,11 @@ impl Cluster {
         ObjectId::from_bytes(bytes)
     }
 
+    /// The replication term: the election counter.
+    pub fn term(&self) -> u32 {
+        lock(&self.topology).election
+    }
+
     /// Whether member `index` may take writes: always on a router, only the primary in a set.
     pub fn is_writable(&self, index: usize) -> bool {
         self.sharded() || self.primary() == Some(index)
@@ -220,16 +236,30 @@ impl Cluster {
     }
 
     /// Changes the primary (a new one gets a higher `electionId`); returns the new epoch.
+    /// A primary that steps down aborts every transaction in progress on it, as mongod does on
+    /// a stepdown: a later statement there fails as not primary, and the new primary never
+    /// heard of the transaction, so its commit gets NoSuchTransaction (transactions spec,
+    /// "Transaction errors"; mongod aborts unprepared transactions when it leaves PRIMARY).
     fn set_primary(&self, primary: Option<usize>) -> u64 {
-        let epoch = {
+        let (epoch, stepped_down) = {
             let mut state = lock(&self.topology);
+            let stepped_down = state.primary.is_some() && state.primary != primary;
             if primary.is_some() {
                 state.election += 1;
             }
             state.primary = primary;
             state.epoch += 1;
-            state.epoch
+            (state.epoch, stepped_down)
         };
+        // After the topology lock is released: statements take the sessions lock first and then
+        // check the topology, so they either see the new primary or have their transaction
+        // aborted here.
+        if stepped_down {
+            let aborted = lock(&self.sessions).abort_all();
+            if aborted > 0 {
+                tracing::info!(aborted, "the old primary aborted its open transactions");
+            }
+        }
         self.topology_version.send_modify(|v| *v += 1);
         epoch
     }
@@ -288,6 +318,19 @@ impl Cluster {
             tokio::time::sleep(duration).await;
             cluster.elect_after_outage(epoch);
         });
+    }
+
+    /// Runs a data command outside a transaction on the store; its changes go to the change
+    /// log while the store is still locked, so the log's order is the order of the writes.
+    pub fn execute(
+        &self,
+        db: &str,
+        command: &Document,
+    ) -> Result<crate::store::Outcome, crate::store::CommandError> {
+        let mut store = lock(&self.store);
+        let (result, changes) = self.changes.execute(&mut store, db, command);
+        self.changes.publish(self, changes);
+        result
     }
 
     /// A fresh `connectionId`.

@@ -4,13 +4,16 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bson::{Bson, Document, doc};
 
+use super::change_stream;
 use super::cluster::{Cluster, lock};
 use super::cursors::{DEFAULT_FIRST_BATCH, next_batch};
 use super::failpoint::FailPoint;
 use super::handshake::{self, HelloRequest};
+use super::operations::KILLED_ON_DISCONNECT;
 use super::reply::{CommandReply, code_name, error};
 use super::sasl::{self, AuthState};
 use crate::store::{Outcome, Store};
@@ -32,6 +35,8 @@ pub struct Connection {
     pub auth: AuthState,
     /// `client.application.name` from its first hello.
     pub app_name: Option<String>,
+    /// Cancelled when the client closes the connection while a command runs.
+    pub client_gone: tokio_util::sync::CancellationToken,
     handshake_seen: bool,
 }
 
@@ -43,6 +48,7 @@ impl Connection {
             connection_id,
             auth: AuthState::default(),
             app_name: None,
+            client_gone: tokio_util::sync::CancellationToken::new(),
             handshake_seen: false,
         }
     }
@@ -54,6 +60,9 @@ pub(super) const RETRYABLE: &str = "RetryableWriteError";
 pub(super) const TRANSIENT: &str = "TransientTransactionError";
 
 /// Runs one command. `command` is the whole body with kind-1 sequences merged in and `$db` set.
+///
+/// Around the command itself: it is listed as running on its member; a `maxTimeMS` bounds it
+/// (fail-point blocking included); and a read whose client disconnects is killed.
 pub async fn handle(
     cluster: &Arc<Cluster>,
     conn: &mut Connection,
@@ -70,9 +79,59 @@ pub async fn handle(
         "command"
     );
     member.count_command(&name);
+    let _running = member.operations.begin(&name, conn.connection_id);
     if !cluster.settings.latency.is_zero() {
         tokio::time::sleep(cluster.settings.latency).await;
     }
+    let max_time = max_time(&name, &command);
+    let client_gone = conn.client_gone.clone();
+    let run = run_command(cluster, conn, &name, command);
+    let bounded = async {
+        match max_time {
+            Some(limit) => match tokio::time::timeout(limit, run).await {
+                Ok(reply) => reply,
+                // The server checks the deadline while the command (or the fail point's
+                // blockConnection) waits, and fails it with MaxTimeMSExpired, no labels.
+                Err(_) => error(50, "MaxTimeMSExpired", "operation exceeded time limit", &[]),
+            },
+            None => run.await,
+        }
+    };
+    if !KILLED_ON_DISCONNECT.contains(&name.as_str()) {
+        return bounded.await;
+    }
+    tokio::select! {
+        reply = bounded => reply,
+        () = client_gone.cancelled() => {
+            member.operations.record_killed(&name);
+            tracing::debug!(member = member.key, command = name, "client disconnected: operation killed");
+            CommandReply::Close
+        }
+    }
+}
+
+/// The `maxTimeMS` that bounds command `name`, if any. Not for `getMore`, where it is how long
+/// an awaitData cursor waits for data, nor for hello, whose wait is `maxAwaitTimeMS`.
+fn max_time(name: &str, command: &Document) -> Option<Duration> {
+    if matches!(name, "getMore" | "hello" | "isMaster" | "ismaster") {
+        return None;
+    }
+    let ms = match command.get("maxTimeMS")? {
+        Bson::Int32(v) => u64::try_from(*v).ok()?,
+        Bson::Int64(v) => u64::try_from(*v).ok()?,
+        Bson::Double(v) if *v >= 0.0 => *v as u64,
+        _ => return None,
+    };
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// The `failCommand` fail point, then the command.
+async fn run_command(
+    cluster: &Arc<Cluster>,
+    conn: &mut Connection,
+    name: &str,
+    command: Document,
+) -> CommandReply {
     let db = command.get_str("$db").unwrap_or("admin").to_owned();
     let was_writable = cluster.is_writable(conn.member);
 
@@ -81,7 +140,7 @@ pub async fn handle(
             let mut fp = lock(&cluster.failpoint);
             let fired = fp
                 .as_mut()
-                .and_then(|f| f.fire(&name, conn.app_name.as_deref()));
+                .and_then(|f| f.fire(name, conn.app_name.as_deref()));
             if matches!(fired, Some((_, true))) {
                 *fp = None;
             }
@@ -103,7 +162,11 @@ pub async fn handle(
                     &labels,
                 );
             }
-            let reply = dispatch(cluster, conn, &name, &db, command, was_writable).await;
+            let reply = dispatch(cluster, conn, name, &db, command, was_writable).await;
+            if action.close_after_apply {
+                // atlas-sim's own option: the command applied, the reply is lost.
+                return CommandReply::Close;
+            }
             return match (reply, action.write_concern_error) {
                 (CommandReply::Ok(mut body), Some(wce)) => {
                     body.insert("writeConcernError", wce);
@@ -116,7 +179,7 @@ pub async fn handle(
             };
         }
     }
-    dispatch(cluster, conn, &name, &db, command, was_writable).await
+    dispatch(cluster, conn, name, &db, command, was_writable).await
 }
 
 async fn dispatch(
@@ -149,6 +212,12 @@ async fn dispatch(
         }
         "saslStart" => sasl::start(cluster, &mut conn.auth, db, &command),
         "saslContinue" => sasl::next(cluster, &mut conn.auth, &command).await,
+        // mongod still runs logout (deprecated since 5.0): the connection is no longer
+        // authenticated, and needs no authentication to ask.
+        "logout" => {
+            conn.auth = AuthState::default();
+            CommandReply::ok(Document::new())
+        }
         "authenticate" => error(
             334,
             "MechanismUnavailable",
@@ -256,7 +325,7 @@ async fn authenticated(
             })
         }
         "endSessions" | "killSessions" | "refreshSessions" => CommandReply::ok(Document::new()),
-        "getMore" => get_more(cluster, member, db, &command),
+        "getMore" => get_more(cluster, member, db, &command).await,
         "killCursors" => kill_cursors(cluster, member, &command),
         "commitTransaction" | "abortTransaction" => {
             finish_transaction(cluster, member, name, &command)
@@ -292,7 +361,7 @@ pub(super) fn collection_ns(db: &str, command: &Document, field: &str) -> String
     format!("{db}.{}", command.get_str(field).unwrap_or(""))
 }
 
-pub(super) fn positive(value: Option<&Bson>) -> Option<usize> {
+pub(crate) fn positive(value: Option<&Bson>) -> Option<usize> {
     match value? {
         Bson::Int32(v) => usize::try_from(*v).ok(),
         Bson::Int64(v) => usize::try_from(*v).ok(),
@@ -325,16 +394,25 @@ fn data_command(
 
     if !cluster.sharded() {
         let writable = cluster.is_writable(member);
+        // A statement of a transaction that fails as not primary is labelled
+        // TransientTransactionError: the whole transaction may run again (mongodb/mongo
+        // src/mongo/db/error_labels.cpp, isTransientTransactionError: retriable errors outside
+        // commit/abort). A retryable write's gets RetryableWriteError instead.
+        let labels: &[&str] = if in_transaction {
+            &[TRANSIENT]
+        } else {
+            retry_label
+        };
         if (is_write || in_transaction) && was_writable && !writable {
             return error(
                 11602,
                 "InterruptedDueToReplStateChange",
                 "operation was interrupted because of a replica set state change",
-                retry_label,
+                labels,
             );
         }
         if (is_write || in_transaction) && !writable {
-            return error(10107, "NotWritablePrimary", "not primary", retry_label);
+            return error(10107, "NotWritablePrimary", "not primary", labels);
         }
         if !writable && !read_preference_allows_secondary(&command) {
             return error(
@@ -356,6 +434,16 @@ fn data_command(
             );
         };
         let mut sessions = lock(&cluster.sessions);
+        // Checked again under the sessions lock: a stepdown since the check above has aborted
+        // the transactions, and must not let this statement open a new one on a secondary.
+        if !cluster.sharded() && !cluster.is_writable(member) {
+            return error(
+                11602,
+                "InterruptedDueToReplStateChange",
+                "operation was interrupted because of a replica set state change",
+                &[TRANSIENT],
+            );
+        }
         if command.get_bool("startTransaction").unwrap_or(false) {
             let store = lock(&cluster.store);
             sessions.start(key.clone(), n, &store);
@@ -378,14 +466,17 @@ fn data_command(
         if let Some(stored) = sessions.retry_result(&key, n) {
             return CommandReply::ok(stored);
         }
-        let result = lock(&cluster.store).execute(db, &command);
+        let result = cluster.execute(db, &command);
         let reply = shape(cluster, member, &command, result);
         if let CommandReply::Ok(body) = &reply {
             sessions.remember(key, n, body.clone());
         }
         return reply;
     }
-    let result = lock(&cluster.store).execute(db, &command);
+    if name == "aggregate" && change_stream::is_change_stream(&command) {
+        return change_stream::open(cluster, member, db, &command);
+    }
+    let result = cluster.execute(db, &command);
     shape(cluster, member, &command, result)
 }
 

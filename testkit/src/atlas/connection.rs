@@ -14,7 +14,7 @@ use mongo_pool_wire::inspect::CommandKind;
 use mongo_pool_wire::{Frame, MsgFlags, OpCode, OpMsgBuilder, OpReplyBuilder, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::{Cluster, ConnControl};
@@ -103,9 +103,15 @@ async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut framed = Framed::new(stream, MessageCodec::default());
+    // Split so that the connection keeps reading while a command runs: that is how a server
+    // notices a client that disconnects mid-command (and kills a read, see `operations`).
+    let (read_half, write_half) = tokio::io::split(stream);
+    let mut reader = FramedRead::new(read_half, MessageCodec::default());
+    let mut writer = FramedWrite::new(write_half, MessageCodec::default());
     let mut conn = Connection::new(member, connection_id);
     let mut next_request_id: i32 = 1;
+    // A request that arrived while the previous one ran (clients rarely pipeline).
+    let mut pending: Option<Frame> = None;
     let idle = cluster.settings.idle_disconnect;
     loop {
         if !sit_out_blackhole(&mut blackhole, close).await {
@@ -117,21 +123,43 @@ where
                 None => std::future::pending().await,
             }
         };
-        let frame = tokio::select! {
-            () = close.cancelled() => return End::Dropped,
-            _ = blackhole.changed() => continue,
-            () = idle_timer => return End::Idle,
-            next = framed.next() => match next {
-                None => return End::ClientClosed,
-                Some(Err(WireError::Io(e))) => return End::Io(e.to_string()),
-                Some(Err(e)) => return End::Protocol(e.to_string()),
-                Some(Ok(frame)) => frame,
+        let frame = match pending.take() {
+            Some(frame) => frame,
+            None => tokio::select! {
+                () = close.cancelled() => return End::Dropped,
+                _ = blackhole.changed() => continue,
+                () = idle_timer => return End::Idle,
+                next = reader.next() => match next {
+                    None => return End::ClientClosed,
+                    Some(Err(WireError::Io(e))) => return End::Io(e.to_string()),
+                    Some(Err(e)) => return End::Protocol(e.to_string()),
+                    Some(Ok(frame)) => frame,
+                },
             },
         };
-        let reply = tokio::select! {
-            () = close.cancelled() => return End::Dropped,
-            reply = answer(cluster, &mut conn, frame) => reply,
+        let client_gone = CancellationToken::new();
+        conn.client_gone = client_gone.clone();
+        let reply = {
+            let answering = answer(cluster, &mut conn, frame);
+            tokio::pin!(answering);
+            loop {
+                tokio::select! {
+                    () = close.cancelled() => return End::Dropped,
+                    reply = &mut answering => break reply,
+                    next = reader.next(), if !client_gone.is_cancelled() && pending.is_none() => {
+                        match next {
+                            Some(Ok(frame)) => pending = Some(frame),
+                            // EOF or a broken stream: the client is gone. A read is killed; any
+                            // other command runs to completion, as on a server.
+                            None | Some(Err(_)) => client_gone.cancel(),
+                        }
+                    }
+                }
+            }
         };
+        if client_gone.is_cancelled() {
+            return End::ClientClosed;
+        }
         let reply = match reply {
             Ok(Some(reply)) => reply,
             Ok(None) => continue,
@@ -143,7 +171,7 @@ where
         let mut reply = reply;
         reply.set_request_id(next_request_id);
         next_request_id = next_request_id.wrapping_add(1);
-        if let Err(e) = framed.send(reply).await {
+        if let Err(e) = writer.send(reply).await {
             return End::Io(e.to_string());
         }
     }

@@ -56,6 +56,8 @@ pub fn status(cluster: &Cluster) -> Value {
                     },
                     "commands": commands,
                     "cursors": lock(&m.cursors).len(),
+                    "operations": m.operations.status(),
+                    "tags": m.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<String, Value>>(),
                 }),
             )
         })

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use bson::Document;
 
+use super::change_stream::StreamCursor;
+
 /// A server's idle cursor timeout (`cursorTimeoutMillis`).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Documents in a first batch when the command names no `batchSize`.
@@ -26,6 +28,7 @@ pub struct Cursor {
 #[derive(Debug, Default)]
 pub struct Cursors {
     open: HashMap<i64, Cursor>,
+    streams: HashMap<i64, StreamCursor>,
 }
 
 /// Takes the next batch off `remaining`: at most `size` documents (0 = no count limit) and at
@@ -50,15 +53,40 @@ pub fn next_batch(remaining: &mut VecDeque<Document>, size: usize) -> Vec<Docume
 }
 
 impl Cursors {
+    fn new_id(&self) -> i64 {
+        loop {
+            let id = rand::random::<i64>().wrapping_abs();
+            if id != 0 && !self.open.contains_key(&id) && !self.streams.contains_key(&id) {
+                break id;
+            }
+        }
+    }
+
+    /// Opens a change stream cursor; returns its id.
+    pub fn open_stream(&mut self, stream: StreamCursor) -> i64 {
+        self.expire();
+        let id = self.new_id();
+        self.streams.insert(id, stream);
+        id
+    }
+
+    /// A copy of change stream cursor `id`, if this member has it.
+    pub fn stream(&mut self, id: i64) -> Option<StreamCursor> {
+        self.expire();
+        self.streams.get(&id).cloned()
+    }
+
+    /// Stores where change stream `id` got to, unless it was killed meanwhile.
+    pub fn update_stream(&mut self, id: i64, stream: StreamCursor) {
+        if let Some(slot) = self.streams.get_mut(&id) {
+            *slot = stream;
+        }
+    }
+
     /// Opens a cursor over what remains after the first batch; returns its id.
     pub fn open(&mut self, ns: String, remaining: VecDeque<Document>) -> i64 {
         self.expire();
-        let id = loop {
-            let id = rand::random::<i64>().wrapping_abs();
-            if id != 0 && !self.open.contains_key(&id) {
-                break id;
-            }
-        };
+        let id = self.new_id();
         self.open.insert(
             id,
             Cursor {
@@ -96,21 +124,22 @@ impl Cursors {
 
     /// Kills a cursor; whether it existed.
     pub fn kill(&mut self, id: i64) -> bool {
-        self.open.remove(&id).is_some()
+        self.open.remove(&id).is_some() || self.streams.remove(&id).is_some()
     }
 
-    /// How many cursors are open.
+    /// How many cursors are open (change streams included).
     pub fn len(&self) -> usize {
-        self.open.len()
+        self.open.len() + self.streams.len()
     }
 
     /// Whether no cursor is open.
     pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
+        self.len() == 0
     }
 
     fn expire(&mut self) {
         self.open
             .retain(|_, c| c.last_used.elapsed() < IDLE_TIMEOUT);
+        self.streams.retain(|_, s| !s.expired());
     }
 }

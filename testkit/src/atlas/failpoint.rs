@@ -1,5 +1,9 @@
 //! The `failCommand` fail point, configured as on a real server through `configureFailPoint`
 //! (or `POST /failpoint`): fail, block or drop the connection for chosen commands.
+//!
+//! `closeConnectionAfterApply` is atlas-sim's own option (no server has it): the command runs,
+//! then the connection closes without a reply, as when a reply is lost on the network. It is how
+//! a test shows a commit that applied but whose outcome the driver never learned.
 
 use std::time::Duration;
 
@@ -24,6 +28,7 @@ pub struct FailPoint {
     error_code: Option<i32>,
     error_labels: Vec<String>,
     close_connection: bool,
+    close_after_apply: bool,
     block: Option<Duration>,
     write_concern_error: Option<Document>,
     app_name: Option<String>,
@@ -36,6 +41,8 @@ pub struct Action {
     pub block: Option<Duration>,
     /// Close the connection without a reply.
     pub close_connection: bool,
+    /// Run the command, then close the connection without a reply (atlas-sim's own).
+    pub close_after_apply: bool,
     /// Answer with this error instead of running the command.
     pub error: Option<(i32, Vec<String>)>,
     /// Run the command, then attach this `writeConcernError`.
@@ -108,6 +115,7 @@ impl FailPoint {
                 .and_then(|c| i32::try_from(c).ok()),
             error_labels,
             close_connection: data.get_bool("closeConnection").unwrap_or(false),
+            close_after_apply: data.get_bool("closeConnectionAfterApply").unwrap_or(false),
             block,
             write_concern_error: data.get_document("writeConcernError").ok().cloned(),
             app_name: data.get_str("appName").ok().map(str::to_owned),
@@ -135,6 +143,7 @@ impl FailPoint {
         let action = Action {
             block: self.block,
             close_connection: self.close_connection,
+            close_after_apply: self.close_after_apply,
             error: self
                 .error_code
                 .map(|code| (code, self.error_labels.clone())),

@@ -116,6 +116,15 @@ pub fn reply(
         if writable {
             out.insert("electionId", cluster.election_id());
         }
+        if !me.tags.is_empty() {
+            let tags: Document = me
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), Bson::String(v.clone())))
+                .collect();
+            out.insert("tags", tags);
+        }
+        out.insert("lastWrite", last_write(cluster, writable));
     }
     out.insert("maxBsonObjectSize", MAX_BSON_OBJECT_SIZE as i32);
     out.insert("maxMessageSizeBytes", MAX_MESSAGE_SIZE as i32);
@@ -133,4 +142,30 @@ pub fn reply(
         );
     }
     out
+}
+
+/// `lastWrite` as a replica-set member reports it. The primary's is now (a real primary's idle
+/// no-op writer keeps it within 10 s); a secondary's lags by `--secondary-lag-ms`. Clients
+/// compute a secondary's staleness from these dates (server-selection spec, max-staleness.md),
+/// so this is all `maxStalenessSeconds` sees; the data itself does not lag.
+fn last_write(cluster: &Cluster, writable: bool) -> Document {
+    let now = std::time::SystemTime::now();
+    let date = if writable {
+        now
+    } else {
+        now.checked_sub(cluster.settings.secondary_lag)
+            .unwrap_or(std::time::UNIX_EPOCH)
+    };
+    let date = bson::DateTime::from_system_time(date);
+    let secs = u32::try_from(date.timestamp_millis() / 1000).unwrap_or(0);
+    let op_time = doc! {
+        "ts": bson::Timestamp { time: secs, increment: 1 },
+        "t": i64::from(cluster.term()),
+    };
+    doc! {
+        "opTime": op_time.clone(),
+        "lastWriteDate": date,
+        "majorityOpTime": op_time,
+        "majorityWriteDate": date,
+    }
 }

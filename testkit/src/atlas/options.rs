@@ -7,12 +7,14 @@ use clap::{Parser, ValueEnum};
 /// The control API, listed at the end of `--help`.
 const CONTROL_HELP: &str = "\
 Control API (HTTP, JSON, on the start line's `control`):
-  GET  /status                  primary, members (state, connections, commands), auth, sts_calls
+  GET  /status                  primary, members (state, connections, commands, cursors,
+                                operations: running and killed), auth, sts_calls
   POST /stepdown                the primary steps down; the next member is elected
   POST /no-primary?ms=N         no writable primary for N ms, then the next member is elected
   POST /drop-connections        close every client connection now
   POST /blackhole?ms=N          connections open now neither read nor answer for N ms
-  POST /failpoint               body as configureFailPoint (failCommand)
+  POST /failpoint               body as configureFailPoint (failCommand); data may also hold
+                                closeConnectionAfterApply: true (run, then close unanswered)
   POST /sts/throttle?times=N    the next N verifications fail as STS throttling does
 
 See testkit/README.md for examples.";
@@ -107,6 +109,20 @@ pub struct Options {
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub idle_disconnect_ms: u64,
 
+    /// Tags of one member, reported in its hello as `tags` (as Atlas tags its nodes), e.g.
+    /// `nodeType:ELECTABLE,region:US_EAST_1` or `nodeType:ANALYTICS`: comma-separated
+    /// KEY:VALUE pairs. Give it once per member, in member order (the first for member 1); an
+    /// empty SPEC ("") leaves that member untagged, and so does leaving later members out.
+    /// Only for a replica set.
+    #[arg(long = "member-tags", value_name = "SPEC")]
+    pub member_tags: Vec<String>,
+
+    /// How far behind the secondaries' hello `lastWrite.lastWriteDate` is from the primary's,
+    /// so that clients compute this staleness for them (for `maxStalenessSeconds`). Only what
+    /// hello reports lags: reads on a secondary still see every write.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub secondary_lag_ms: u64,
+
     /// Port of the HTTP control API on 127.0.0.1 (0: a free port).
     #[arg(long, default_value_t = 0)]
     pub control_port: u16,
@@ -123,9 +139,58 @@ pub struct Options {
     pub dns_port: Option<u16>,
 }
 
+/// Parses one `--member-tags` SPEC (`KEY:VALUE,KEY:VALUE`; empty: no tags).
+///
+/// # Errors
+/// A pair without `:`, an empty key or value, or a key given twice.
+pub fn parse_member_tags(spec: &str) -> Result<Vec<(String, String)>, String> {
+    let mut tags: Vec<(String, String)> = Vec::new();
+    if spec.trim().is_empty() {
+        return Ok(tags);
+    }
+    for pair in spec.split(',') {
+        let (key, value) = pair
+            .split_once(':')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "--member-tags {spec:?}: {pair:?} is not KEY:VALUE (e.g. nodeType:ANALYTICS)"
+                )
+            })?;
+        if tags.iter().any(|(k, _)| k == key) {
+            return Err(format!(
+                "--member-tags {spec:?}: tag {key:?} is given twice"
+            ));
+        }
+        tags.push((key.to_owned(), value.to_owned()));
+    }
+    Ok(tags)
+}
+
 impl Options {
     /// Whether members speak TLS (`--tls` is the default; `--no-tls` turns it off).
     pub fn tls_enabled(&self) -> bool {
         !self.no_tls || self.tls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_member_tags;
+
+    #[test]
+    fn member_tags_are_key_value_pairs() {
+        assert_eq!(
+            parse_member_tags("nodeType:ELECTABLE,region:US_EAST_1"),
+            Ok(vec![
+                ("nodeType".to_owned(), "ELECTABLE".to_owned()),
+                ("region".to_owned(), "US_EAST_1".to_owned()),
+            ])
+        );
+        assert_eq!(parse_member_tags(""), Ok(Vec::new()));
+        for bad in ["nodeType", "nodeType:", ":ANALYTICS", "a:1,a:2", "a:1,"] {
+            assert!(parse_member_tags(bad).is_err(), "{bad:?} must be refused");
+        }
     }
 }

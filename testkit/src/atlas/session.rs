@@ -71,7 +71,8 @@ impl Sessions {
             .filter(|t| t.txn_number == txn_number)
     }
 
-    /// Takes the transaction out for commit and records it as committed.
+    /// Takes the transaction out for commit; [`Sessions::record_commit`] records it once its
+    /// writes are applied.
     pub fn take_for_commit(
         &mut self,
         session: &SessionKey,
@@ -82,8 +83,22 @@ impl Sessions {
             self.transactions.insert(session.clone(), txn);
             return None;
         }
-        self.committed.insert(session.clone(), txn_number);
         Some(txn)
+    }
+
+    /// Remembers that `txn_number` of the session committed: a server keeps this per `lsid`
+    /// (in `config.transactions`), so a retried `commitTransaction` answers ok, on any member
+    /// after a failover too (transactions spec, "Retrying commitTransaction").
+    pub fn record_commit(&mut self, session: SessionKey, txn_number: i64) {
+        self.committed.insert(session, txn_number);
+    }
+
+    /// Aborts every open transaction, as a primary that steps down does (it kills the
+    /// operations and drops the unprepared transactions it holds). Returns how many.
+    pub fn abort_all(&mut self) -> usize {
+        let n = self.transactions.len();
+        self.transactions.clear();
+        n
     }
 
     /// Whether `txn_number` of the session was committed (a commit retry succeeds).

@@ -3,10 +3,11 @@
 use bson::{Bson, Document, doc};
 
 use super::{collection_ns, positive};
+use crate::atlas::change_stream;
 use crate::atlas::cluster::{Cluster, lock};
 use crate::atlas::reply::{CommandReply, error};
 
-pub(super) fn get_more(
+pub(super) async fn get_more(
     cluster: &Cluster,
     member: usize,
     db: &str,
@@ -26,6 +27,24 @@ pub(super) fn get_more(
     };
     let ns = collection_ns(db, command, "collection");
     let size = positive(command.get("batchSize")).unwrap_or(0);
+    let stream = lock(&cluster.members[member].cursors).stream(id);
+    if let Some(stream) = stream {
+        if stream.ns != ns {
+            return error(
+                13,
+                "Unauthorized",
+                &format!(
+                    "Requested getMore on namespace '{ns}', but cursor belongs to a different namespace {}",
+                    stream.ns
+                ),
+                &[],
+            );
+        }
+        // For a tailable awaitData cursor, maxTimeMS is how long getMore waits for data.
+        let await_time = positive(command.get("maxTimeMS"))
+            .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)));
+        return change_stream::get_more(cluster, member, id, stream, size, await_time).await;
+    }
     let mut cursors = lock(&cluster.members[member].cursors);
     match cursors.get_more(id, &ns, size) {
         None => error(

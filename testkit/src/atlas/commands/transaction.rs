@@ -28,6 +28,9 @@ pub(super) fn finish_transaction(
     name: &str,
     command: &Document,
 ) -> CommandReply {
+    // Not primary: commit and abort are retryable writes, so the server labels the error
+    // RetryableWriteError and never TransientTransactionError (mongodb/mongo
+    // src/mongo/db/error_labels.cpp: commit/abort are not transient unless NoSuchTransaction).
     if !cluster.is_writable(member) {
         return error(10107, "NotWritablePrimary", "not primary", &[RETRYABLE]);
     }
@@ -53,12 +56,16 @@ pub(super) fn finish_transaction(
     let Some(txn) = sessions.take_for_commit(&key, n) else {
         return no_such_transaction(n);
     };
-    drop(sessions);
+    // Lock order as in `data_command`: sessions, then store. The sessions lock stays held until
+    // the commit is recorded, so a concurrent retry of this commit sees it committed.
     let mut store = lock(&cluster.store);
     // Apply on a copy so a failing write leaves the store as it was.
     let mut applied = store.clone();
+    let mut changes = Vec::new();
     for (db, write) in &txn.writes {
-        if let Err(e) = applied.execute(db, write) {
+        let (result, mut changed) = cluster.changes.execute(&mut applied, db, write);
+        changes.append(&mut changed);
+        if let Err(e) = result {
             return error(
                 112,
                 "WriteConflict",
@@ -68,6 +75,8 @@ pub(super) fn finish_transaction(
         }
     }
     *store = applied;
+    cluster.changes.publish(cluster, changes);
+    sessions.record_commit(key, n);
     CommandReply::ok(Document::new())
 }
 
