@@ -9,19 +9,54 @@ use mongo_pool_wire::inspect::ReadPreferenceMode;
 use super::{SelectionError, Server, Topology, TopologyKind};
 use crate::upstream::handshake::{HelloReply, ServerKind};
 
+/// What the deployment as a whole supports, from the `hello`s of its data-bearing members: the
+/// lowest `maxWireVersion` and limits, the highest `minWireVersion`, and
+/// `logicalSessionTimeoutMinutes` only when every one of them reports it (the smallest), as
+/// SDAM computes it for a topology. During a rolling upgrade a driver must not be promised
+/// what one member cannot do. `None` without a data-bearing member.
+pub(crate) fn deployment_hello(hellos: &[Arc<HelloReply>]) -> Option<HelloReply> {
+    let data_bearing = |h: &&Arc<HelloReply>| {
+        matches!(
+            h.kind,
+            ServerKind::Primary
+                | ServerKind::Secondary
+                | ServerKind::Mongos
+                | ServerKind::Standalone
+        )
+    };
+    let mut members = hellos.iter().filter(data_bearing);
+    let mut out = HelloReply::clone(members.next()?);
+    for h in members {
+        out.min_wire_version = out.min_wire_version.max(h.min_wire_version);
+        out.max_wire_version = out.max_wire_version.min(h.max_wire_version);
+        out.max_bson_object_size = out.max_bson_object_size.min(h.max_bson_object_size);
+        out.max_message_size_bytes = out.max_message_size_bytes.min(h.max_message_size_bytes);
+        out.max_write_batch_size = out.max_write_batch_size.min(h.max_write_batch_size);
+        out.logical_session_timeout_minutes = match (
+            out.logical_session_timeout_minutes,
+            h.logical_session_timeout_minutes,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        };
+    }
+    Some(out)
+}
+
 impl Topology {
-    /// The `hello` of any data-bearing member: its limits and wire versions are what the
-    /// downstream handshake copies. Waits until one is known, until `deadline`.
+    /// What the downstream handshake copies: [`deployment_hello`] over the members known now.
+    /// Waits until a data-bearing member is known, until `deadline`.
     pub async fn any_hello(&self, deadline: Instant) -> Option<Arc<HelloReply>> {
         let mut changes = self.watch();
         loop {
-            if let Some(hello) = self
+            let hellos: Vec<Arc<HelloReply>> = self
                 .servers()
                 .iter()
                 .filter(|s| s.kind().is_some())
-                .find_map(|s| s.hello())
-            {
-                return Some(hello);
+                .filter_map(|s| s.hello())
+                .collect();
+            if let Some(hello) = deployment_hello(&hellos) {
+                return Some(Arc::new(hello));
             }
             if tokio::time::timeout_at(deadline.into(), changes.changed())
                 .await
