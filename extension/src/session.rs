@@ -576,6 +576,12 @@ impl Session {
                 );
             }
         };
+        if !more_to_come && self.gone.is_cancelled() {
+            // The driver left while this request waited for a member or a connection. Nothing
+            // was sent: the connection is clean and returns to the pool.
+            drop(conn);
+            return self.abandoned(&request, "before it was sent");
+        }
         DownstreamCounters::add(&proxy.downstream.forwarded);
         if more_to_come {
             return match conn.send_only(frame).await {
@@ -594,11 +600,6 @@ impl Session {
                 + proxy.options.max_time_margin
         });
         frame.set_request_id(0);
-        if self.gone.is_cancelled() {
-            // Nothing was sent: the connection is clean and returns to the pool.
-            drop(conn);
-            return self.abandoned(&request, "before it was sent");
-        }
         let gone = self.gone.clone();
         let outcome = tokio::select! {
             biased;
