@@ -105,7 +105,9 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// A checked-out connection. Returns to its pool when dropped (or is closed if broken).
+/// A checked-out connection. Returns to its pool when dropped, or is closed if broken,
+/// including when it is dropped part-way through a round trip (its reply may still be on the
+/// wire; [`BrokenReason::Interrupted`]).
 pub struct PooledConnection {
     conn: Option<Connection>,
     pool: Arc<Pool>,
@@ -357,6 +359,9 @@ impl Pool {
             let why = match reason {
                 BrokenReason::Timeout => "timed out",
                 BrokenReason::PingFailed => "ping failed",
+                // Its reply may still be on the wire: never handed out again.
+                BrokenReason::Interrupted => "dropped mid round trip",
+                BrokenReason::DownstreamGone => "its driver closed the connection mid-request",
                 _ => "broken",
             };
             self.discard(conn, why);

@@ -33,6 +33,9 @@ pub struct DownstreamCounters {
     pub errors: AtomicU64,
     /// Requests refused without going upstream: invalid BSON, a wrongly typed field.
     pub rejected: AtomicU64,
+    /// Requests abandoned because the driver closed its connection while they ran upstream
+    /// (their upstream connection was closed, so the server killed the operation).
+    pub abandoned: AtomicU64,
 }
 
 impl DownstreamCounters {

@@ -10,6 +10,13 @@
 //! routing field of the wrong type with TypeMismatch (14) or BadValue (2): the connection stays
 //! open, and no upstream connection ever sees the request.
 //!
+//! A driver that closes its connection while its request runs upstream (a `socketTimeoutMS`
+//! that fired) has given up on it: the upstream connection running it is closed, never
+//! returned to the pool, so that the server kills the operation (as mongod does since 4.2)
+//! instead of running it on next to the driver's retry. The member's state and pool are left
+//! alone: nothing is wrong with it. Bytes that arrive meanwhile (a pipelined `moreToCome`
+//! message) are kept; only the end of the connection cancels.
+//!
 //! An upstream connection that fails mid-request is discarded alone (it is broken; the member
 //! is re-checked but keeps its state and its pool, [`Failure::ConnectionLost`]), and this
 //! connection is closed, so the driver sees a network error and applies its own retry rules.
@@ -65,6 +72,8 @@ enum Close {
     Malformed(String),
     /// The upstream connection failed mid-request.
     Upstream(String),
+    /// The driver closed its connection while its request ran upstream.
+    DownstreamGone,
 }
 
 /// Serves one downstream connection until the driver closes it, it breaks the protocol, or
@@ -82,10 +91,13 @@ pub async fn run(
         let (reader, mut writer) = stream.into_split();
         let mut inbound = inbound::Inbound::new(reader, MAX_MESSAGE_SIZE);
         let shared = Arc::clone(&proxy);
+        // Cancelled when the driver closes its connection while a request is in flight.
+        let gone = CancellationToken::new();
         let mut session = Session {
             proxy,
             connection_id,
             next_reply_id: 1,
+            gone: gone.clone(),
         };
         // Set when `shutdown` fired while a message was arriving: that request is read, served
         // and answered, then the connection closes.
@@ -136,7 +148,19 @@ pub async fn run(
             };
             // Busy until the reply is written: the listener never evicts this connection now.
             let _busy = activity.busy();
-            match session.handle(frame).await {
+            // Meanwhile, watch for the driver giving up: the end of its connection cancels
+            // the request's round trip (see `Session::forward`), which then finishes at once.
+            let action = {
+                let handling = session.handle(frame);
+                tokio::pin!(handling);
+                loop {
+                    tokio::select! {
+                        action = &mut handling => break action,
+                        () = inbound.closed(), if !gone.is_cancelled() => gone.cancel(),
+                    }
+                }
+            };
+            match action {
                 Action::Reply(reply) => {
                     if let Err(e) = writer.write_all(reply.as_bytes()).await {
                         tracing::debug!(error = %e, "downstream write failed");
@@ -155,6 +179,7 @@ pub async fn run(
                     );
                     break;
                 }
+                Action::Close(Close::DownstreamGone) => break,
             }
             if closing {
                 break;
@@ -192,6 +217,8 @@ struct Session {
     proxy: Arc<Proxy>,
     connection_id: i64,
     next_reply_id: i32,
+    /// Cancelled once the driver has closed its connection.
+    gone: CancellationToken,
 }
 
 fn malformed(e: impl std::fmt::Display) -> Action {
@@ -428,6 +455,17 @@ impl Session {
         self.msg(&body, request_id)
     }
 
+    /// The driver closed its connection before `request` was answered: nothing to reply to.
+    fn abandoned(&self, request: &Request, when: &'static str) -> Action {
+        DownstreamCounters::add(&self.proxy.downstream.abandoned);
+        tracing::debug!(
+            command = request.name,
+            when,
+            "the driver closed its connection mid-request; abandoning the request"
+        );
+        Action::Close(Close::DownstreamGone)
+    }
+
     async fn forward(
         &mut self,
         mut frame: Frame,
@@ -538,6 +576,12 @@ impl Session {
                 );
             }
         };
+        if !more_to_come && self.gone.is_cancelled() {
+            // The driver left while this request waited for a member or a connection. Nothing
+            // was sent: the connection is clean and returns to the pool.
+            drop(conn);
+            return self.abandoned(&request, "before it was sent");
+        }
         DownstreamCounters::add(&proxy.downstream.forwarded);
         if more_to_come {
             return match conn.send_only(frame).await {
@@ -556,7 +600,20 @@ impl Session {
                 + proxy.options.max_time_margin
         });
         frame.set_request_id(0);
-        let mut reply = match conn.round_trip_within(frame, limit).await {
+        let gone = self.gone.clone();
+        let outcome = tokio::select! {
+            biased;
+            () = gone.cancelled() => None,
+            outcome = conn.round_trip_within(frame, limit) => Some(outcome),
+        };
+        let Some(outcome) = outcome else {
+            // Its reply (or part of the request) may be on the wire, and the server must kill
+            // the operation: the connection is closed, never checked in. Not a member failure.
+            conn.mark_broken(BrokenReason::DownstreamGone);
+            drop(conn);
+            return self.abandoned(&request, "while it ran upstream");
+        };
+        let mut reply = match outcome {
             Ok(reply) => reply,
             Err(e) => {
                 // That connection is broken and goes; the member keeps its state and its pool

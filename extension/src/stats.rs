@@ -60,6 +60,7 @@ pub fn reply(proxy: &Proxy) -> Document {
         "forwarded": count(d.forwarded.load(Ordering::Relaxed)),
         "proxyErrors": count(d.errors.load(Ordering::Relaxed)),
         "rejected": count(d.rejected.load(Ordering::Relaxed)),
+        "abandoned": count(d.abandoned.load(Ordering::Relaxed)),
         "pings": count(m.pings),
         "pingFailures": count(m.ping_failures),
         "freezes": count(m.freezes),

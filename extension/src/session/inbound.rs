@@ -6,6 +6,10 @@
 //! it; small messages do not wait), and only then is the body read. The reservation travels with the message and is released
 //! when its request is done.
 //!
+//! While a request is in flight, [`Inbound::closed`] watches the connection for the driver
+//! closing it: whatever arrives meanwhile (a pipelined `moreToCome` message) is kept, up to
+//! [`AHEAD_LIMIT`] bytes, and read as the next message.
+//!
 //! OP_COMPRESSED is refused at its header: mongo-pool offers no compression in its `hello`, so a
 //! driver has no reason to send it, and nothing is ever inflated on the downstream side.
 
@@ -21,6 +25,10 @@ use crate::proxy::{BufferBudget, Reservation};
 const DISCARD_TIME: std::time::Duration = std::time::Duration::from_millis(50);
 /// How much it reads at most.
 const DISCARD_BYTES: usize = 1024 * 1024;
+/// How many bytes of later messages [`Inbound::closed`] keeps while a request is in flight;
+/// with that many waiting it stops reading (and so stops watching) until the next message is
+/// read.
+pub(super) const AHEAD_LIMIT: usize = 64 * 1024;
 
 /// Why no message came.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +68,8 @@ pub(super) struct Inbound<R> {
     header_len: usize,
     body: Option<Body>,
     receiving_since: Option<Instant>,
+    /// Bytes read by [`Inbound::closed`], not yet part of a message.
+    ahead: BytesMut,
 }
 
 impl<R: AsyncRead + Unpin> Inbound<R> {
@@ -72,6 +82,7 @@ impl<R: AsyncRead + Unpin> Inbound<R> {
             header_len: 0,
             body: None,
             receiving_since: None,
+            ahead: BytesMut::new(),
         }
     }
 
@@ -82,11 +93,33 @@ impl<R: AsyncRead + Unpin> Inbound<R> {
         self.receiving_since
     }
 
-    /// Bytes of the current message read so far.
+    /// Bytes of the current message read so far (those read ahead included).
     pub(super) fn partial_len(&self) -> usize {
-        self.body
-            .as_ref()
-            .map_or(self.header_len, |body| body.bytes.len())
+        self.ahead.len()
+            + self
+                .body
+                .as_ref()
+                .map_or(self.header_len, |body| body.bytes.len())
+    }
+
+    /// Returns when the driver closes the connection or reading from it fails, which while a
+    /// request is in flight means the driver gave up on it. Bytes that arrive meanwhile are
+    /// kept for [`Inbound::next`]; once [`AHEAD_LIMIT`] of them wait it reads no more and never
+    /// returns. Cancel-safe: nothing read is lost.
+    pub(super) async fn closed(&mut self) {
+        while self.ahead.len() < AHEAD_LIMIT {
+            let room = AHEAD_LIMIT - self.ahead.len();
+            self.ahead.reserve(room.min(8192));
+            match (&mut self.stream)
+                .take(room as u64)
+                .read_buf(&mut self.ahead)
+                .await
+            {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        std::future::pending::<()>().await;
     }
 
     /// The next whole message, with its reservation of the budget (release it when the request
@@ -109,10 +142,21 @@ impl<R: AsyncRead + Unpin> Inbound<R> {
             });
             self.receiving_since = Some(Instant::now());
         }
-        let Inbound { stream, body, .. } = self;
+        let Inbound {
+            stream,
+            body,
+            ahead,
+            ..
+        } = self;
         if let Some(body) = body.as_mut() {
             while body.bytes.len() < body.length {
-                let remaining = (body.length - body.bytes.len()) as u64;
+                let remaining = body.length - body.bytes.len();
+                if !ahead.is_empty() {
+                    let n = remaining.min(ahead.len());
+                    body.bytes.extend_from_slice(&ahead.split_to(n));
+                    continue;
+                }
+                let remaining = remaining as u64;
                 match (&mut *stream)
                     .take(remaining)
                     .read_buf(&mut body.bytes)
@@ -155,7 +199,15 @@ impl<R: AsyncRead + Unpin> Inbound<R> {
     /// the header is whole; returns the message's length.
     async fn read_header(&mut self) -> Result<usize, ReadError> {
         while self.header_len < HEADER_LEN {
-            let n = match self.stream.read(&mut self.header[self.header_len..]).await {
+            let read = if self.ahead.is_empty() {
+                self.stream.read(&mut self.header[self.header_len..]).await
+            } else {
+                let n = (HEADER_LEN - self.header_len).min(self.ahead.len());
+                self.header[self.header_len..self.header_len + n]
+                    .copy_from_slice(&self.ahead.split_to(n));
+                Ok(n)
+            };
+            let n = match read {
                 Ok(n) => n,
                 Err(e) if self.header_len == 0 => return Err(ReadError::Io(e)),
                 Err(e) => return Err(ReadError::Truncated(e.to_string())),
@@ -263,6 +315,28 @@ mod tests {
         drop(held);
         let (frame, _permit) = inbound.next(&budget).await.unwrap();
         assert_eq!(frame.as_bytes(), bytes.as_slice());
+    }
+
+    #[tokio::test]
+    async fn bytes_read_while_watching_are_the_next_message_and_only_the_end_returns() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        let mut inbound = Inbound::new(rx, 1 << 20);
+        let budget = BufferBudget::new(1 << 20);
+        tx.write_all(&ping()).await.unwrap();
+        let watched =
+            tokio::time::timeout(std::time::Duration::from_millis(50), inbound.closed()).await;
+        assert!(watched.is_err(), "a pipelined message is not the end");
+        assert_eq!(inbound.partial_len(), ping().len());
+        drop(tx);
+        tokio::time::timeout(std::time::Duration::from_secs(5), inbound.closed())
+            .await
+            .expect("the end of the stream is seen");
+        let (frame, _permit) = inbound.next(&budget).await.unwrap();
+        assert_eq!(frame.as_bytes(), ping().as_slice());
+        assert!(matches!(
+            inbound.next(&budget).await,
+            Err(ReadError::Closed)
+        ));
     }
 
     #[tokio::test]

@@ -63,6 +63,12 @@ pub enum BrokenReason {
     PingFailed,
     /// The server said it is shutting down or changed state (the pool was cleared).
     StateChange,
+    /// A round trip was abandoned part-way (its future dropped): a reply, or part of the
+    /// request, may still be on the wire, so the stream is out of step.
+    Interrupted,
+    /// The driver that sent the request closed its connection mid-request: this connection is
+    /// closed so that the server kills the operation rather than running it on.
+    DownstreamGone,
 }
 
 impl fmt::Display for BrokenReason {
@@ -74,6 +80,8 @@ impl fmt::Display for BrokenReason {
             BrokenReason::Closed => "closed by the server",
             BrokenReason::PingFailed => "ping before use failed",
             BrokenReason::StateChange => "server state change",
+            BrokenReason::Interrupted => "round trip interrupted",
+            BrokenReason::DownstreamGone => "the driver closed its connection mid-request",
         })
     }
 }
@@ -134,6 +142,9 @@ pub struct Connection {
     hello: Arc<HelloReply>,
     next_request_id: i32,
     broken: Option<BrokenReason>,
+    /// Set while a request is being sent or its reply awaited, cleared when the exchange is
+    /// complete: a connection dropped in between is never reused.
+    in_round_trip: bool,
     last_used: Instant,
     fresh_hello: bool,
     hello_at: Instant,
@@ -166,6 +177,7 @@ impl Connection {
             hello: Arc::new(HelloReply::placeholder()),
             next_request_id: 1,
             broken: None,
+            in_round_trip: false,
             last_used: Instant::now(),
             fresh_hello: false,
             hello_at: Instant::now(),
@@ -212,9 +224,12 @@ impl Connection {
         self.last_used
     }
 
-    /// Why it is out of service, if it is.
+    /// Why it is out of service, if it is. A connection whose round trip was abandoned
+    /// part-way (a cancelled future) is out of step with its server and counts as
+    /// [`BrokenReason::Interrupted`].
     pub fn broken(&self) -> Option<BrokenReason> {
         self.broken
+            .or(self.in_round_trip.then_some(BrokenReason::Interrupted))
     }
 
     /// Takes it out of service: it will be closed instead of returning to the pool.
@@ -277,14 +292,16 @@ impl Connection {
     }
 
     /// Sends `frame` (its `requestID` replaced by this connection's own) and returns the reply,
-    /// whose `responseTo` is that id. Not cancel-safe: a caller that drops the future must
-    /// treat the connection as broken (use [`Connection::round_trip_within`] for a deadline).
+    /// whose `responseTo` is that id. Cancelling it leaves the connection broken
+    /// ([`BrokenReason::Interrupted`]): its reply may still be on the wire, so a pool closes it
+    /// instead of handing it out again.
     ///
     /// # Errors
     /// Any [`UpstreamError`]; the connection is then broken.
     pub async fn round_trip(&mut self, mut frame: Frame) -> Result<Frame, UpstreamError> {
         let request_id = self.next_id();
         frame.set_request_id(request_id);
+        self.in_round_trip = true;
         if let Err(e) = self.framed.send(frame).await {
             let e = self.wire_error(e);
             return Err(self.fail(e));
@@ -317,6 +334,7 @@ impl Connection {
             };
             return Err(self.fail(e));
         }
+        self.in_round_trip = false;
         self.last_used = Instant::now();
         // An exhaust reply (moreToCome) cannot happen: mongo-pool clears exhaustAllowed.
         if reply.op_code() == OpCode::Msg
@@ -367,10 +385,13 @@ impl Connection {
     pub async fn send_only(&mut self, mut frame: Frame) -> Result<(), UpstreamError> {
         let request_id = self.next_id();
         frame.set_request_id(request_id);
+        // A send cut off part-way leaves part of a message on the wire.
+        self.in_round_trip = true;
         if let Err(e) = self.framed.send(frame).await {
             let e = self.wire_error(e);
             return Err(self.fail(e));
         }
+        self.in_round_trip = false;
         self.last_used = Instant::now();
         Ok(())
     }
@@ -422,5 +443,68 @@ impl Connection {
                 Err(self.fail(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (client, accepted) =
+            tokio::join!(TcpStream::connect(("127.0.0.1", port)), listener.accept());
+        let address = HostPort {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let conn = Connection::new(Box::new(client.unwrap()), address, 1, 0, 1 << 20);
+        (conn, accepted.unwrap().0)
+    }
+
+    fn ping() -> Frame {
+        OpMsgBuilder::new(&bson::rawdoc! { "ping": 1, "$db": "admin" })
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_round_trip_abandoned_before_its_reply_leaves_the_connection_broken() {
+        let (mut conn, mut server) = pair().await;
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(50), conn.round_trip(ping())).await;
+        assert!(abandoned.is_err(), "the server never answers");
+        assert_eq!(conn.broken(), Some(BrokenReason::Interrupted));
+        // A reason given afterwards wins over the generic one.
+        conn.mark_broken(BrokenReason::DownstreamGone);
+        assert_eq!(conn.broken(), Some(BrokenReason::DownstreamGone));
+        let mut request = [0u8; 16];
+        server.read_exact(&mut request).await.unwrap();
+        drop(server.shutdown().await);
+    }
+
+    #[tokio::test]
+    async fn a_completed_round_trip_leaves_the_connection_usable() {
+        let (mut conn, mut server) = pair().await;
+        let serve = tokio::spawn(async move {
+            let mut header = [0u8; 16];
+            server.read_exact(&mut header).await.unwrap();
+            let length = i32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+            let mut rest = vec![0u8; usize::try_from(length).unwrap() - 16];
+            server.read_exact(&mut rest).await.unwrap();
+            let request_id = i32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+            let reply = OpMsgBuilder::new(&bson::rawdoc! { "ok": 1.0 })
+                .response_to(request_id)
+                .build()
+                .unwrap();
+            server.write_all(reply.as_bytes()).await.unwrap();
+            server
+        });
+        conn.round_trip(ping()).await.unwrap();
+        assert_eq!(conn.broken(), None);
+        drop(serve.await.unwrap());
     }
 }
