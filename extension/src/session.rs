@@ -425,7 +425,10 @@ impl Session {
         }
     }
 
-    /// A proxy-side failure: a retryable error document (no write reached the server).
+    /// A proxy-side failure: a retryable error document (no write reached the server). A
+    /// `getMore` gets a closed connection instead, as on a direct connection to a member that
+    /// went away: drivers resume a change stream on a network error (an error document without
+    /// `ResumableChangeStreamError` would end it) and fail a plain cursor cleanly.
     fn proxy_error(
         &mut self,
         request: &Request,
@@ -435,6 +438,14 @@ impl Session {
         request_id: i32,
     ) -> Action {
         DownstreamCounters::add(&self.proxy.downstream.errors);
+        if request.kind == CommandKind::GetMore {
+            tracing::debug!(
+                code,
+                errmsg,
+                "closing the downstream connection: a getMore whose member cannot be reached"
+            );
+            return Action::Close(Close::Upstream(errmsg));
+        }
         tracing::debug!(
             command = request.name,
             code,
@@ -505,6 +516,15 @@ impl Session {
                         "code": 251, "codeName": "NoSuchTransaction", "errorLabels": ["TransientTransactionError"],
                     };
                     return self.msg(&body, request_id);
+                }
+                None if request.kind == CommandKind::GetMore => {
+                    return self.proxy_error(
+                        &request,
+                        6,
+                        "HostUnreachable",
+                        format!("the member {address} holding this cursor is gone"),
+                        request_id,
+                    );
                 }
                 None => {
                     let body = doc! { "ok": 0.0, "errmsg": format!("the member {address} holding this cursor is gone"), "code": 43, "codeName": "CursorNotFound" };
