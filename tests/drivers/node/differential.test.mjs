@@ -63,17 +63,23 @@ async function outcome(run) {
   }
 }
 
-async function withTransactionInterruptedByStepdown(sim, connect) {
+/**
+ * One withTransaction whose callback inserts a document, with `interrupt(sim)` run after the
+ * callback's first write (a stepdown, a window with no primary) or `failPoint` set before it.
+ * The outcome: how often the callback ran and how many copies were stored.
+ */
+async function transaction(sim, connect, { collection, interrupt = null, failPoint = null }) {
   const c = connect();
-  const coll = c.db('app').collection('txn_stepdown');
+  const coll = c.db('app').collection(collection);
   await coll.insertOne({ _id: 'warm' });
+  if (failPoint) await sim.post('/failpoint', failPoint);
   let runs = 0;
   const session = c.startSession();
   try {
     await session.withTransaction(async () => {
       runs += 1;
       await coll.insertOne({ _id: 'once' }, { session });
-      if (runs === 1) await sim.post('/stepdown');
+      if (runs === 1 && interrupt) await interrupt(sim);
     });
   } finally {
     await session.endSession();
@@ -81,44 +87,21 @@ async function withTransactionInterruptedByStepdown(sim, connect) {
   return { callbackRuns: runs, stored: await coll.countDocuments({ _id: 'once' }) };
 }
 
-async function commitReplyLost(sim, connect) {
-  const c = connect();
-  const coll = c.db('app').collection('txn_lost_reply');
-  await coll.insertOne({ _id: 'warm' });
-  await sim.post('/failpoint', {
+const withTransactionInterruptedByStepdown = (sim, connect) => transaction(sim, connect, {
+  collection: 'txn_stepdown', interrupt: (s) => s.post('/stepdown'),
+});
+
+const commitReplyLost = (sim, connect) => transaction(sim, connect, {
+  collection: 'txn_lost_reply',
+  failPoint: {
     configureFailPoint: 'failCommand', mode: { times: 1 },
     data: { failCommands: ['commitTransaction'], closeConnectionAfterApply: true },
-  });
-  let runs = 0;
-  const session = c.startSession();
-  try {
-    await session.withTransaction(async () => {
-      runs += 1;
-      await coll.insertOne({ _id: 'once' }, { session });
-    });
-  } finally {
-    await session.endSession();
-  }
-  return { callbackRuns: runs, stored: await coll.countDocuments({ _id: 'once' }) };
-}
+  },
+});
 
-async function commitDuringNoPrimary(sim, connect) {
-  const c = connect();
-  const coll = c.db('app').collection('txn_no_primary');
-  await coll.insertOne({ _id: 'warm' });
-  let runs = 0;
-  const session = c.startSession();
-  try {
-    await session.withTransaction(async () => {
-      runs += 1;
-      await coll.insertOne({ _id: 'once' }, { session });
-      if (runs === 1) await sim.post('/no-primary?ms=1500');
-    });
-  } finally {
-    await session.endSession();
-  }
-  return { callbackRuns: runs, stored: await coll.countDocuments({ _id: 'once' }) };
-}
+const commitDuringNoPrimary = (sim, connect) => transaction(sim, connect, {
+  collection: 'txn_no_primary', interrupt: (s) => s.post('/no-primary?ms=1500'),
+});
 
 async function maxTimeMSExpiry(sim, connect) {
   const c = connect();
