@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from external_driver import delta, run_scenario
+from external_driver import (
+    TOPOLOGIES,
+    check_crud,
+    check_cursor_batch_size_7_over_1000_documents,
+    check_retryable_writes_across_a_stepdown,
+    check_transactions_committed_and_aborted,
+    run_scenario,
+)
 from pool_fixtures import ROOT, TARGET, pool, pool_factory  # noqa: F401 (pytest fixtures)
 
 GOPATH = Path("/usr/share/gocode")
@@ -52,9 +59,6 @@ def go_program(tmp_path_factory):
     return [str(out)]
 
 
-TOPOLOGIES = ["replset", "sharded"]
-
-
 def test_connect_ping_hello_and_wire_versions(go_program, pool):
     facts = run_scenario(go_program, "connect", pool)
     # mongo-pool copies atlas-sim's wire versions, 0..25 (MongoDB 8.0): beyond the Go driver
@@ -63,56 +67,18 @@ def test_connect_ping_hello_and_wire_versions(go_program, pool):
 
 
 def test_crud(go_program, pool):
-    facts = run_scenario(go_program, "crud", pool)
-    assert facts["ids"] == ["ada", "alan", "barbara", "edsger"], facts
+    check_crud(go_program, pool)
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_cursor_batch_size_7_over_1000_documents(go_program, pool_factory, topology):
-    pool = pool_factory(topology)
-    sim = pool.sim
-    before = sim.status()
-    facts = run_scenario(go_program, "cursor", pool)
-    after = sim.status()
-    assert facts["documents"] == 1000
-    needed = (1000 + 6) // 7 - 1  # the find's first batch, then a getMore per batch of 7
-    assert facts["getMores"] >= needed, facts
-    get_mores = delta(before, after, "getMore")
-    assert len(get_mores) == 1, f"one cursor's getMores went to several members: {get_mores}"
-    assert sum(get_mores.values()) >= needed, get_mores
-    assert all(m["cursors"] == 0 for m in after["members"].values()), after
+    check_cursor_batch_size_7_over_1000_documents(go_program, pool_factory(topology))
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_transactions_committed_and_aborted(go_program, pool_factory, topology):
-    pool = pool_factory(topology)
-    sim = pool.sim
-    before = sim.status()
-    facts = run_scenario(go_program, "transaction", pool)
-    after = sim.status()
-    assert facts["log"] == ["t1"], facts
-    assert facts["commits"] >= 1 and facts["aborts"] >= 2, facts
-    assert facts["pinned"]["transactions"] == 0, facts
-    commits = delta(before, after, "commitTransaction")
-    aborts = delta(before, after, "abortTransaction")
-    assert sum(aborts.values()) >= 2, aborts
-    if topology == "replset":
-        assert list(commits) == [after["primary"]], commits
-        assert list(aborts) == [after["primary"]], aborts
-    else:  # pinned to the mongos that ran its statements
-        assert len(commits) == 1, f"one transaction committed on several mongoses: {commits}"
+    check_transactions_committed_and_aborted(go_program, pool_factory(topology), topology)
 
 
 def test_retryable_writes_across_a_stepdown(go_program, pool):
-    sim = pool.sim
-    old_primary = sim.status()["primary"]
-    facts = run_scenario(go_program, "retry", pool)
-    assert facts["failpointAttempts"] == 2, facts
-    new_primary = facts["newPrimary"]
-    assert new_primary and new_primary != old_primary, facts
-    assert facts["acked"] + len(facts["failed"]) == 200, facts
-    assert len(facts["failed"]) <= 1, facts
-    st = sim.status()
-    assert st["primary"] == new_primary
-    inserts = sim.counts("insert", st)
-    assert inserts[old_primary] >= 100 and inserts[new_primary] >= 1, inserts
+    check_retryable_writes_across_a_stepdown(go_program, pool)
