@@ -263,6 +263,34 @@ impl Router {
         self.sharded.load(Ordering::Relaxed)
     }
 
+    /// `killCursors` ids by the member that owns them, in the order first seen, and the ids no
+    /// member is known to own. A command naming cursors of several members is split, one per
+    /// member, so that every cursor is killed where it lives.
+    pub fn kill_cursors_by_member(&self, ids: &[i64]) -> (Vec<(HostPort, Vec<i64>)>, Vec<i64>) {
+        let now = Instant::now();
+        let mut cursors = lock(&self.cursors);
+        let mut groups: Vec<(HostPort, Vec<i64>)> = Vec::new();
+        let mut unknown = Vec::new();
+        for &id in ids {
+            match cursors.touch(&id, now) {
+                Some(address) => match groups.iter_mut().find(|(a, _)| a == address) {
+                    Some((_, group)) => group.push(id),
+                    None => groups.push((address.clone(), vec![id])),
+                },
+                None => unknown.push(id),
+            }
+        }
+        (groups, unknown)
+    }
+
+    /// Forgets cursors a `killCursors` named.
+    pub fn forget_cursors(&self, ids: &[i64]) {
+        let mut cursors = lock(&self.cursors);
+        for id in ids {
+            cursors.remove(id);
+        }
+    }
+
     /// Where `request` goes.
     pub fn target(&self, request: &Request) -> Target {
         let now = Instant::now();
@@ -313,12 +341,7 @@ impl Router {
             self.saw_session(lsid);
         }
         match request.kind {
-            CommandKind::KillCursors => {
-                let mut cursors = lock(&self.cursors);
-                for id in &request.kill_cursor_ids {
-                    cursors.remove(id);
-                }
-            }
+            CommandKind::KillCursors => self.forget_cursors(&request.kill_cursor_ids),
             CommandKind::GetMore => {
                 if (reply.cursor_id == Some(0) || reply.code == Some(43))
                     && let Some(id) = request.get_more_cursor_id

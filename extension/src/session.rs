@@ -466,6 +466,94 @@ impl Session {
         self.msg(&body, request_id)
     }
 
+    /// A `killCursors` naming cursors of several members: one command per member, with only
+    /// that member's ids, and one reply merging theirs, as a mongos answers. Ids no member owns
+    /// are reported not found; ids whose member cannot be reached, unknown.
+    async fn kill_cursors_on_each_member(
+        &mut self,
+        frame: &Frame,
+        request: &Request,
+        groups: Vec<(crate::config::HostPort, Vec<i64>)>,
+        unknown: Vec<i64>,
+        request_id: i32,
+    ) -> Action {
+        let proxy = Arc::clone(&self.proxy);
+        let body = match frame.op_msg() {
+            Ok(msg) => msg.body.to_owned(),
+            Err(e) => return malformed(e),
+        };
+        let mut merged: [(&str, Vec<i64>); 4] = [
+            ("cursorsKilled", Vec::new()),
+            ("cursorsNotFound", unknown),
+            ("cursorsAlive", Vec::new()),
+            ("cursorsUnknown", Vec::new()),
+        ];
+        DownstreamCounters::add(&proxy.downstream.forwarded);
+        for (address, ids) in groups {
+            match self.kill_cursors_on(&body, &address, &ids).await {
+                Some(reply) => {
+                    for (field, out) in &mut merged {
+                        if let Ok(list) = reply.get_array(*field) {
+                            out.extend(list.iter().filter_map(|id| match id {
+                                bson::Bson::Int64(n) => Some(*n),
+                                bson::Bson::Int32(n) => Some(i64::from(*n)),
+                                _ => None,
+                            }));
+                        }
+                    }
+                }
+                None => merged[3].1.extend(ids),
+            }
+        }
+        // Killed or not, none of these cursors is routed again.
+        proxy.router.forget_cursors(&request.kill_cursor_ids);
+        let mut reply = Document::new();
+        for (field, ids) in merged {
+            reply.insert(field, ids);
+        }
+        reply.insert("ok", 1.0);
+        self.msg(&reply, request_id)
+    }
+
+    /// One member's part of a split `killCursors`: its reply, or `None` when it could not be
+    /// reached or answered badly (those cursors are then reported unknown).
+    async fn kill_cursors_on(
+        &self,
+        body: &bson::RawDocument,
+        address: &crate::config::HostPort,
+        ids: &[i64],
+    ) -> Option<Document> {
+        let proxy = &self.proxy;
+        let mut sub = bson::RawDocumentBuf::new();
+        for element in body {
+            let (key, value) = element.ok()?;
+            if key.as_str() == "cursors" {
+                let list: bson::RawArrayBuf = ids.iter().copied().collect();
+                sub.append(key, list);
+            } else {
+                sub.append(key, value);
+            }
+        }
+        let frame = OpMsgBuilder::new(&sub).request_id(0).build().ok()?;
+        let server = proxy.topology.server(address)?;
+        let deadline = Instant::now() + proxy.options.wait_queue_timeout;
+        let mut conn = server.pool.check_out(deadline).await.ok()?;
+        let mut reply = match conn.round_trip_within(frame, None).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::debug!(%address, error = %e, "killCursors on one member failed");
+                return None;
+            }
+        };
+        if reply.op_code() != OpCode::Msg || reply.strip_checksum().is_err() {
+            conn.mark_broken(BrokenReason::Protocol);
+            return None;
+        }
+        let msg = reply.op_msg().ok()?;
+        mongo_pool_wire::validate::document(msg.body, MAX_REQUEST_DEPTH).ok()?;
+        Document::try_from(msg.body).ok()
+    }
+
     /// The driver closed its connection before `request` was answered: nothing to reply to.
     fn abandoned(&self, request: &Request, when: &'static str) -> Action {
         DownstreamCounters::add(&self.proxy.downstream.abandoned);
@@ -502,6 +590,16 @@ impl Session {
                 .is_none_or(|server| server.kind().is_none())
         {
             target = Target::Select(ReadPreferenceMode::Primary);
+        }
+        if request.kind == CommandKind::KillCursors {
+            let (groups, unknown) = proxy
+                .router
+                .kill_cursors_by_member(&request.kill_cursor_ids);
+            if groups.len() > 1 {
+                return self
+                    .kill_cursors_on_each_member(&frame, &request, groups, unknown, request_id)
+                    .await;
+            }
         }
         let server = match target {
             Target::UnknownCursor(id) => {

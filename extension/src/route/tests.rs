@@ -246,3 +246,21 @@ fn on_a_replica_set_every_statement_and_the_commit_go_to_the_current_primary() {
         );
     }
 }
+
+#[test]
+fn kill_cursors_ids_are_grouped_by_the_member_that_owns_them() {
+    let router = Router::default();
+    let find = rawdoc! { "find": "c", "$db": "db" };
+    for (id, port) in [(10_i64, 1), (20, 2), (11, 1)] {
+        router.learn(
+            &req(&find),
+            &Reply::inspect(&reply_with_cursor(id)).unwrap(),
+            &host(port),
+        );
+    }
+    let (groups, unknown) = router.kill_cursors_by_member(&[10, 20, 99, 11]);
+    assert_eq!(groups, vec![(host(1), vec![10, 11]), (host(2), vec![20])]);
+    assert_eq!(unknown, vec![99]);
+    router.forget_cursors(&[10, 20, 11]);
+    assert_eq!(router.sizes().0, 0);
+}

@@ -200,3 +200,29 @@ def scenario_kill_cursors_on_two_members(sim, make_client):
 def test_kill_cursors_spanning_two_members(sides):
     out = both_ways(sides(), scenario_kill_cursors_on_two_members)
     assert out["straight"] == out["through"] == {"members_killing": 2, "open_cursors": 0}, out
+
+
+def test_one_kill_cursors_naming_cursors_of_two_members_kills_both(pool_factory):
+    """Through mongo-pool only: an application's own killCursors naming a cursor on the
+    primary and one on a secondary. mongo-pool poses as a mongos, which kills every cursor it
+    routed; straight, the command reaches one member, which cannot kill the other's cursor, so
+    there is no straight counterpart to compare with."""
+    from bson.int64 import Int64
+    from pymongo.read_preferences import Secondary
+    pool = pool_factory()
+    with pymongo.MongoClient(pool.socket_uri, serverSelectionTimeoutMS=20000) as c:
+        coll = c.app.kc_split
+        coll.insert_many([{"_id": i} for i in range(20)])
+        on_primary = coll.find({}, batch_size=2)
+        next(on_primary)
+        on_secondary = coll.with_options(read_preference=Secondary()).find({}, batch_size=2)
+        next(on_secondary)
+        ids = [Int64(on_primary.cursor_id), Int64(on_secondary.cursor_id)]
+        st = pool.sim.status()
+        owners = [m for m, v in st["members"].items() if v["cursors"]]
+        assert len(owners) == 2, f"the two cursors are on two members: {st['members']}"
+        reply = c.app.command("killCursors", "kc_split", cursors=ids + [Int64(4242)])
+        assert sorted(reply["cursorsKilled"]) == sorted(ids), reply
+        assert reply["cursorsNotFound"] == [4242], reply
+        assert sum(v["cursors"] for v in pool.sim.status()["members"].values()) == 0
+        assert c.admin.command("mongoPoolStats")["pinned"]["cursors"] == 0
